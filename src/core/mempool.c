@@ -1,0 +1,176 @@
+/* mempool.c - building, validating and using a pool of fixed-size blocks. */
+#include "mempool.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "region.h"
+
+#define PYSHM_PUT_ATTEMPTS 100000u
+
+/* Blocks under a cache line are packed 8-byte aligned; larger ones start a cache line. */
+static uint64_t stride_for(uint64_t elt_size)
+{
+    return elt_size < PYSHM_CACHE_LINE ? PYSHM_ALIGN_UP(elt_size, 8) : PYSHM_ALIGN_UP(elt_size, PYSHM_CACHE_LINE);
+}
+
+struct pool_layout {
+    uint64_t stride, slots, states, data, size; /* offsets relative to the pool object */
+};
+
+static int layout_of(uint64_t count, uint64_t elt_size, struct pool_layout *l)
+{
+    if (count == 0 || count > PYSHM_MAX_COUNT || elt_size == 0 || elt_size > PYSHM_MAX_ELT_SIZE)
+        return -EINVAL;
+    l->stride = stride_for(elt_size);
+    l->slots = sizeof(struct pyshm_pool_shared);
+    l->states = l->slots + count * sizeof(struct pyshm_ring_slot);
+    l->data = PYSHM_ALIGN_UP(l->states + count * sizeof(pyshm_atomic64), PYSHM_CACHE_LINE);
+    /* count and stride are below 2^41, so the product fits comfortably in 64 bits. */
+    if (count > (UINT64_C(1) << 62) / l->stride)
+        return -EINVAL;
+    l->size = PYSHM_ALIGN_UP(l->data + count * l->stride, PYSHM_CACHE_LINE);
+    return 0;
+}
+
+int pyshm_pool_footprint(uint64_t count, uint64_t elt_size, uint64_t *bytes)
+{
+    struct pool_layout l;
+    int rc = layout_of(count, elt_size, &l);
+    if (rc == 0)
+        *bytes = l.size;
+    return rc;
+}
+
+static void fill_handle(const struct pyshm_region *r, uint64_t offset, uint64_t count, uint64_t elt_size,
+                        uint32_t flags, const struct pool_layout *l, struct pyshm_pool *p)
+{
+    struct pyshm_pool_shared *shared = (struct pyshm_pool_shared *)(r->base + offset);
+    p->offset = offset;
+    p->count = count;
+    p->elt_size = elt_size;
+    p->stride = l->stride;
+    p->flags = flags;
+    p->data_offset = offset + l->data;
+    p->data = r->base + offset + l->data;
+    p->states = (pyshm_atomic64 *)(r->base + offset + l->states);
+    p->free_queue.counters = &shared->free_queue;
+    p->free_queue.slots = (struct pyshm_ring_slot *)(r->base + offset + l->slots);
+    p->free_queue.capacity = count;
+}
+
+static uint64_t identity(uint64_t i) { return i; }
+
+int pyshm_pool_create(struct pyshm_region *r, uint64_t count, uint64_t elt_size, uint32_t flags,
+                      struct pyshm_pool *out)
+{
+    struct pool_layout l;
+    int rc = layout_of(count, elt_size, &l);
+    if (rc < 0 || (flags & ~PYSHM_MEMPOOL_FLAGS))
+        return -EINVAL;
+    uint64_t offset;
+    rc = pyshm_region_carve(r, l.size, PYSHM_KIND_POOL, &offset);
+    if (rc < 0)
+        return rc;
+    struct pyshm_pool_shared *shared = (struct pyshm_pool_shared *)(r->base + offset);
+    shared->count = count;
+    shared->elt_size = elt_size;
+    shared->stride = l.stride;
+    shared->flags = flags;
+    shared->slots_offset = offset + l.slots;
+    shared->states_offset = offset + l.states;
+    shared->data_offset = offset + l.data;
+    fill_handle(r, offset, count, elt_size, flags, &l, out);
+    /* A fresh mapping is zero: every block is FREE at generation 0 already. */
+    for (uint64_t i = 0; i < count; i++)
+        atomic_store_explicit(&out->states[i], pyshm_block_state(0, PYSHM_BLOCK_FREE), memory_order_relaxed);
+    pyshm_ring_init_full(&out->free_queue, identity);
+    rc = pyshm_region_add_pool(r, out);
+    if (rc < 0)
+        return rc;
+    pyshm_region_publish(r, offset);
+    return 0;
+}
+
+int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pyshm_pool *out)
+{
+    if (offset % PYSHM_CACHE_LINE != 0 || offset > r->size || r->size - offset < sizeof(struct pyshm_pool_shared))
+        return -PYSHM_ECORRUPT;
+    const struct pyshm_pool_shared *shared = (const struct pyshm_pool_shared *)(r->base + offset);
+    /* Read every field once; validate the copies, never the shared originals. */
+    struct pyshm_object_header object = shared->object;
+    uint64_t count = shared->count, elt_size = shared->elt_size, flags = shared->flags;
+    uint64_t slots = shared->slots_offset, states = shared->states_offset, data = shared->data_offset;
+    struct pool_layout l;
+    if (object.magic != PYSHM_OBJECT_MAGIC || object.kind != PYSHM_KIND_POOL ||
+        object.layout_version != PYSHM_LAYOUT_VERSION || (flags & ~PYSHM_MEMPOOL_FLAGS) ||
+        layout_of(count, elt_size, &l) < 0)
+        return -PYSHM_ECORRUPT;
+    /* The layout is a function of the geometry: any other offsets were not written by us. */
+    if (object.size != l.size || slots != offset + l.slots || states != offset + l.states ||
+        data != offset + l.data || shared->stride != l.stride || l.size > r->size - offset)
+        return -PYSHM_ECORRUPT;
+    fill_handle(r, offset, count, elt_size, (uint32_t)flags, &l, out);
+    return 0;
+}
+
+int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, uint64_t gen,
+                           enum pyshm_block_kind to)
+{
+    uint64_t expected = pyshm_block_state(gen, from);
+    /* S1: acq_rel, see mempool.h. */
+    if (atomic_compare_exchange_strong_explicit(state, &expected, pyshm_block_state(gen + 1, to),
+                                                memory_order_acq_rel, memory_order_relaxed))
+        return 0;
+    return -PYSHM_ESTALE;
+}
+
+int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen)
+{
+    uint64_t idx;
+    int rc = (p->flags & PYSHM_MEMPOOL_F_SC_GET) ? pyshm_ring_dequeue_sc(&p->free_queue, &idx, NULL, NULL)
+                                                  : pyshm_ring_dequeue_mc(&p->free_queue, &idx, NULL, NULL);
+    if (rc < 0)
+        return rc;
+    if (idx >= p->count)
+        return -PYSHM_ECORRUPT;
+    /* The free queue gave us this index alone; the state must say FREE. */
+    uint64_t state = atomic_load_explicit(&p->states[idx], memory_order_relaxed);
+    if (pyshm_block_kind_of(state) != PYSHM_BLOCK_FREE)
+        return -PYSHM_ECORRUPT;
+    uint64_t g = pyshm_block_gen_of(state);
+    if (pyshm_block_transition(&p->states[idx], PYSHM_BLOCK_FREE, g, PYSHM_BLOCK_HELD) < 0)
+        return -PYSHM_ECORRUPT;
+    *index = idx;
+    *gen = g + 1;
+    return 0;
+}
+
+int pyshm_pool_put(const struct pyshm_pool *p, uint64_t index, uint64_t *held_gen)
+{
+    uint64_t gen = *held_gen;
+    if (index >= p->count)
+        return -EINVAL;
+    int rc = pyshm_block_transition(&p->states[index], PYSHM_BLOCK_HELD, gen, PYSHM_BLOCK_FREE);
+    if (rc < 0)
+        return rc;
+    /*
+     * The free queue has a slot for every block, yet it can read as full for a moment: the
+     * slot we need may still be in the hands of a get() that claimed it and has not yet
+     * released it (a few instructions, longer if that process was descheduled). Give it
+     * a bounded number of chances, yielding the CPU, then undo and report.
+     */
+    for (unsigned attempt = 0; attempt < PYSHM_PUT_ATTEMPTS; attempt++) {
+        rc = (p->flags & PYSHM_MEMPOOL_F_SP_PUT) ? pyshm_ring_enqueue_sp(&p->free_queue, index)
+                                                  : pyshm_ring_enqueue_mp(&p->free_queue, index);
+        if (rc != -PYSHM_EFULL)
+            return rc;
+        if (attempt >= 16)
+            sched_yield();
+    }
+    if (pyshm_block_transition(&p->states[index], PYSHM_BLOCK_FREE, gen + 1, PYSHM_BLOCK_HELD) < 0)
+        return -PYSHM_ECORRUPT;
+    *held_gen = gen + 2; /* held again, one generation on */
+    return -EAGAIN;
+}

@@ -1,0 +1,25 @@
+/*
+ * object.h - the header every object carved from a region starts with.
+ * See region.h for how objects are carved and published.
+ */
+#ifndef PYSHM_CORE_OBJECT_H
+#define PYSHM_CORE_OBJECT_H
+
+#include <stdint.h>
+
+#define PYSHM_OBJECT_MAGIC UINT64_C(0x3154434a424f5350) /* "PSOBJCT1" */
+#define PYSHM_LAYOUT_VERSION 1u
+
+enum pyshm_object_kind { PYSHM_KIND_POOL = 1, PYSHM_KIND_RING = 2 };
+
+struct pyshm_object_header {
+    uint64_t magic;
+    uint32_t kind;
+    uint32_t layout_version;
+    uint64_t size; /* bytes carved for the object, header included */
+    uint64_t next; /* offset of the object published before this one, 0 for none */
+    uint64_t reserved[4];
+};
+_Static_assert(sizeof(struct pyshm_object_header) == 64, "object header layout");
+
+#endif

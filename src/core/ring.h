@@ -1,0 +1,254 @@
+/*
+ * ring.h - a bounded FIFO of 64-bit values in shared memory, lock-free, for any number
+ * of producer and consumer processes.
+ *
+ * Algorithm: per-slot sequence numbers (Dmitry Vyukov's bounded MPMC queue).
+ * Every slot carries a sequence word that says which lap of the ring it is ready for:
+ *
+ *   slot.seq == pos          the slot is empty and waits for the producer of position pos
+ *   slot.seq == pos + 1      the slot holds the value enqueued at position pos
+ *   slot.seq == pos + cap    the value was consumed; the slot waits for position pos + cap
+ *
+ * A producer claims position `pos` by advancing enq_pos with a CAS, writes the value and
+ * publishes it by storing seq = pos + 1. A consumer claims `pos` by advancing deq_pos and
+ * frees the slot by storing seq = pos + cap. Each side touches its own counter and the
+ * slot it works on; neither ever reads the other side's counter, and no side ever waits
+ * for another to finish: a slot that is not ready reads as "full" or "empty" at once.
+ *
+ * Memory ordering. The position counters order nothing: they are only claimed, with
+ * relaxed CAS. All ordering is carried by the slot sequence word:
+ *
+ *   label  release (writer side)                 acquire (reader side)
+ *   R1     enqueue: store seq = pos + 1          dequeue: load seq, sees pos + 1
+ *          makes the value the producer wrote (and everything it wrote before, such as
+ *          the block's bytes) visible to the consumer that claims pos.
+ *   R2     dequeue: store seq = pos + cap        enqueue: load seq, sees pos + cap
+ *          makes the consumer's read of the value happen before the producer of the
+ *          next lap overwrites it.
+ *
+ * Counters are 64-bit and run freely from their start value. Comparisons use the signed
+ * difference of two counters, so wrapping past 2^64 is harmless when the capacity is a
+ * power of two (pos % cap stays continuous). For other capacities the slot index jumps
+ * at the wrap; at 10^9 operations a second a counter wraps after 584 years, so this is
+ * not a practical concern, and 64-bit counters also make ABA on a slot impossible in
+ * practice (a slot would have to be lapped 2^64 / cap times during one CAS).
+ *
+ * Variants and what each is correct for:
+ *   pyshm_ring_enqueue_mp   any number of concurrent producers
+ *   pyshm_ring_enqueue_sp   exactly one producer at a time (across all processes)
+ *   pyshm_ring_dequeue_mc   any number of concurrent consumers
+ *   pyshm_ring_dequeue_sc   exactly one consumer at a time (across all processes)
+ * An sp/sc call may run concurrently with any call of the other side.
+ *
+ * Shared memory may be written by a faulty or hostile process. Nothing here trusts what
+ * it reads: the capacity and slot array come from the process-local handle, a slot index
+ * is always pos % capacity, and a retry loop that a garbage sequence word could keep
+ * going gives up with -PYSHM_ECORRUPT instead of spinning.
+ *
+ * Following ck_ring, the shared part (struct pyshm_ring_counters) holds only counters;
+ * the slot array and capacity are passed in by the process-local handle, so the same
+ * code works at a different mapping address in every process.
+ */
+#ifndef PYSHM_CORE_RING_H
+#define PYSHM_CORE_RING_H
+
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "atomics.h"
+
+struct pyshm_ring_slot {
+    pyshm_atomic64 seq;
+    pyshm_atomic64 value; /* relaxed: ordered by seq (R1, R2) */
+};
+_Static_assert(sizeof(struct pyshm_ring_slot) == 16, "ring slot layout");
+
+/* Lives in shared memory. Producer and consumer counters on separate cache lines. */
+struct pyshm_ring_counters {
+    alignas(PYSHM_CACHE_LINE) pyshm_atomic64 enq_pos;
+    alignas(PYSHM_CACHE_LINE) pyshm_atomic64 deq_pos;
+};
+_Static_assert(sizeof(struct pyshm_ring_counters) == 2 * PYSHM_CACHE_LINE, "ring counters layout");
+_Static_assert(offsetof(struct pyshm_ring_counters, deq_pos) == PYSHM_CACHE_LINE,
+               "consumer counter must start its own cache line");
+
+/* Process-local handle: geometry validated once, never re-read from shared memory. */
+struct pyshm_ring {
+    struct pyshm_ring_counters *counters;
+    struct pyshm_ring_slot *slots;
+    uint64_t capacity;
+};
+
+/* A claim that loses this many races in a row gives up: contention between correct
+ * processes never comes close, a garbage sequence word could loop forever. */
+#define PYSHM_RING_MAX_RETRIES (1u << 20)
+
+/* Empty ring whose first position is `start` (tests start near 2^64). Not concurrent. */
+static inline void pyshm_ring_init(const struct pyshm_ring *r, uint64_t start)
+{
+    for (uint64_t i = 0; i < r->capacity; i++) {
+        uint64_t pos = start + i;
+        atomic_store_explicit(&r->slots[pos % r->capacity].seq, pos, memory_order_relaxed);
+        atomic_store_explicit(&r->slots[pos % r->capacity].value, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&r->counters->enq_pos, start, memory_order_relaxed);
+    atomic_store_explicit(&r->counters->deq_pos, start, memory_order_relaxed);
+}
+
+/* Full ring holding values[0..capacity) in order, first position 0. Not concurrent. */
+static inline void pyshm_ring_init_full(const struct pyshm_ring *r, uint64_t (*value_at)(uint64_t))
+{
+    for (uint64_t i = 0; i < r->capacity; i++) {
+        atomic_store_explicit(&r->slots[i].seq, i + 1, memory_order_relaxed);
+        atomic_store_explicit(&r->slots[i].value, value_at(i), memory_order_relaxed);
+    }
+    atomic_store_explicit(&r->counters->enq_pos, r->capacity, memory_order_relaxed);
+    atomic_store_explicit(&r->counters->deq_pos, 0, memory_order_relaxed);
+}
+
+static inline struct pyshm_ring_slot *pyshm_ring_slot_at(const struct pyshm_ring *r, uint64_t pos)
+{
+    return &r->slots[pos % r->capacity];
+}
+
+/* Store the value at a claimed position and publish it. */
+static inline void pyshm_ring_publish(struct pyshm_ring_slot *slot, uint64_t pos, uint64_t value)
+{
+    atomic_store_explicit(&slot->value, value, memory_order_relaxed);
+    /* R1 release: pairs with the acquire load of seq in dequeue. */
+    atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
+}
+
+/* 0, -PYSHM_EFULL, or -PYSHM_ECORRUPT. */
+static inline int pyshm_ring_enqueue_mp(const struct pyshm_ring *r, uint64_t value)
+{
+    uint64_t pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
+    for (uint32_t retries = 0;;) {
+        struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
+        /* R2 acquire: pairs with the release store of seq in dequeue. */
+        uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+        int64_t diff = (int64_t)(seq - pos);
+        if (diff == 0) {
+            if (atomic_compare_exchange_weak_explicit(&r->counters->enq_pos, &pos, pos + 1,
+                                                      memory_order_relaxed, memory_order_relaxed)) {
+                pyshm_ring_publish(slot, pos, value);
+                return 0;
+            }
+            /* pos now holds the current counter; retry there. */
+        } else if (diff < 0) {
+            /* The slot still holds the value of the previous lap. */
+            return -PYSHM_EFULL;
+        } else {
+            /* Another producer published pos already, so enq_pos has moved past it:
+             * its CAS is sequenced before its R1 release, which our acquire saw. */
+            pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
+        }
+        if (++retries >= PYSHM_RING_MAX_RETRIES)
+            return -PYSHM_ECORRUPT;
+    }
+}
+
+/* Exactly one producer: no other process advances enq_pos, so no CAS is needed. */
+static inline int pyshm_ring_enqueue_sp(const struct pyshm_ring *r, uint64_t value)
+{
+    uint64_t pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
+    struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
+    /* R2 acquire: pairs with the release store of seq in dequeue. */
+    uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+    int64_t diff = (int64_t)(seq - pos);
+    if (diff < 0)
+        return -PYSHM_EFULL;
+    if (diff > 0)
+        return -PYSHM_ECORRUPT; /* a slot ahead of the only producer */
+    atomic_store_explicit(&r->counters->enq_pos, pos + 1, memory_order_relaxed);
+    pyshm_ring_publish(slot, pos, value);
+    return 0;
+}
+
+/*
+ * A consumer may inspect the value at the head before claiming it. `accept` returns 0 to
+ * claim it or a negative error to leave it in the ring and return that error. NULL
+ * accepts everything.
+ */
+typedef int (*pyshm_ring_accept_fn)(void *ctx, uint64_t value);
+
+static inline void pyshm_ring_release_slot(const struct pyshm_ring *r, struct pyshm_ring_slot *slot,
+                                           uint64_t pos)
+{
+    /* R2 release: pairs with the acquire load of seq in enqueue. */
+    atomic_store_explicit(&slot->seq, pos + r->capacity, memory_order_release);
+}
+
+/* 0 with *value set, -PYSHM_EEMPTY, -PYSHM_ECORRUPT, or the error `accept` returned. */
+static inline int pyshm_ring_dequeue_mc(const struct pyshm_ring *r, uint64_t *value,
+                                        pyshm_ring_accept_fn accept, void *ctx)
+{
+    uint64_t pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
+    for (uint32_t retries = 0;;) {
+        struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
+        /* R1 acquire: pairs with the release store of seq in enqueue (publish). */
+        uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+        int64_t diff = (int64_t)(seq - (pos + 1));
+        if (diff == 0) {
+            uint64_t v = atomic_load_explicit(&slot->value, memory_order_relaxed);
+            if (accept) {
+                int rc = accept(ctx, v);
+                if (rc < 0)
+                    return rc;
+            }
+            if (atomic_compare_exchange_weak_explicit(&r->counters->deq_pos, &pos, pos + 1,
+                                                      memory_order_relaxed, memory_order_relaxed)) {
+                *value = v;
+                pyshm_ring_release_slot(r, slot, pos);
+                return 0;
+            }
+        } else if (diff < 0) {
+            /* Not yet published for this lap. */
+            return -PYSHM_EEMPTY;
+        } else {
+            /* Another consumer took pos: deq_pos has moved past it (see enqueue_mp). */
+            pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
+        }
+        if (++retries >= PYSHM_RING_MAX_RETRIES)
+            return -PYSHM_ECORRUPT;
+    }
+}
+
+/* Exactly one consumer: no other process advances deq_pos. */
+static inline int pyshm_ring_dequeue_sc(const struct pyshm_ring *r, uint64_t *value,
+                                        pyshm_ring_accept_fn accept, void *ctx)
+{
+    uint64_t pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
+    struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
+    /* R1 acquire: pairs with the release store of seq in enqueue (publish). */
+    uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+    int64_t diff = (int64_t)(seq - (pos + 1));
+    if (diff < 0)
+        return -PYSHM_EEMPTY;
+    if (diff > 0)
+        return -PYSHM_ECORRUPT;
+    uint64_t v = atomic_load_explicit(&slot->value, memory_order_relaxed);
+    if (accept) {
+        int rc = accept(ctx, v);
+        if (rc < 0)
+            return rc;
+    }
+    atomic_store_explicit(&r->counters->deq_pos, pos + 1, memory_order_relaxed);
+    *value = v;
+    pyshm_ring_release_slot(r, slot, pos);
+    return 0;
+}
+
+/* Entries in the ring, as seen at one instant by this process: in [0, capacity]. */
+static inline uint64_t pyshm_ring_count(const struct pyshm_ring *r)
+{
+    uint64_t deq = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
+    uint64_t enq = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
+    int64_t used = (int64_t)(enq - deq);
+    if (used < 0)
+        return 0;
+    return (uint64_t)used > r->capacity ? r->capacity : (uint64_t)used;
+}
+
+#endif

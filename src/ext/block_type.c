@@ -1,0 +1,137 @@
+/*
+ * block_type.c - the exporter behind every block view.
+ *
+ * get() and dequeue() hand out a plain memoryview whose exporter is a Block. The Block
+ * holds the region (so the memory stays mapped while the view lives), which block of
+ * which pool it is, and the generation this process holds it at. put() and enqueue()
+ * accept only the very memoryview that was handed out, and only while nothing else in
+ * this process (a slice, memoryview(view), a numpy array) still shares its buffer.
+ */
+#include "pyshm_ext.h"
+
+static int block_getbuffer(BlockObject *self, Py_buffer *view, int flags)
+{
+    if (self->exported) {
+        PyErr_SetString(PyExc_BufferError, "a pyshm block is exported through its one memoryview only");
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->data, self->length, 0, flags) < 0)
+        return -1;
+    self->exported = 1; /* once: after its view is released the Block is spent */
+    self->shm->exports++;
+    return 0;
+}
+
+static void block_releasebuffer(BlockObject *self, Py_buffer *Py_UNUSED(view))
+{
+    self->view = NULL;
+    self->shm->exports--;
+}
+
+static void block_dealloc(BlockObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    Py_XDECREF(self->shm);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+PyObject *pyshm_block_view_new(pyshm_state *st, ShareMemObject *shm, size_t pool_slot, uint64_t index,
+                               uint64_t gen, Py_ssize_t length)
+{
+    const struct pyshm_pool *pool = &shm->region.pools[pool_slot];
+    BlockObject *block = PyObject_New(BlockObject, st->BlockType);
+    PyObject *view = NULL;
+    if (block) {
+        block->shm = (ShareMemObject *)Py_NewRef(shm);
+        block->pool_slot = pool_slot;
+        block->index = index;
+        block->gen = gen;
+        block->data = (char *)pool->data + index * pool->stride;
+        block->length = length;
+        block->view = NULL;
+        block->exported = 0;
+        view = PyMemoryView_FromObject((PyObject *)block);
+        Py_DECREF(block);
+    }
+    if (!view) {
+        /* Nobody will ever hold this block: give it back rather than lose it. */
+        uint64_t held_gen = gen;
+        pyshm_pool_put(pool, index, &held_gen);
+        return NULL;
+    }
+    block->view = view;
+    return view;
+}
+
+BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op)
+{
+    if (!PyMemoryView_Check(view)) {
+        PyErr_Format(PyExc_TypeError, "%s() takes a block view handed out by get() or dequeue(), not %.100s", op,
+                     Py_TYPE(view)->tp_name);
+        return NULL;
+    }
+    PyMemoryViewObject *mv = (PyMemoryViewObject *)view;
+    if (mv->flags & _Py_MEMORYVIEW_RELEASED) {
+        PyErr_Format(PyExc_ValueError, "%s(): this view was released (already put back or enqueued?)", op);
+        return NULL;
+    }
+    PyObject *base = mv->mbuf->master.obj;
+    if (!base || !Py_IS_TYPE(base, st->BlockType)) {
+        PyErr_Format(PyExc_ValueError, "%s(): this memoryview is not a pyshm block view (it views other memory)",
+                     op);
+        return NULL;
+    }
+    BlockObject *block = (BlockObject *)base;
+    if (block->view != view) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s(): this is a slice or copy of a block view; pass the view that get() or dequeue() "
+                     "returned",
+                     op);
+        return NULL;
+    }
+    if (block->shm != shm) {
+        PyErr_Format(PyExc_ValueError, "%s(): this block belongs to another ShareMem", op);
+        return NULL;
+    }
+    Py_ssize_t others = mv->exports + (mv->mbuf->exports - 1);
+    if (others > 0) {
+        PyErr_Format(PyExc_BufferError,
+                     "%s(): %zd other view(s) or array(s) still use this block; delete them first (the block "
+                     "stays yours)",
+                     op, others);
+        return NULL;
+    }
+    return block;
+}
+
+int pyshm_block_release_view(pyshm_state *st, BlockObject *block)
+{
+    /* The view holds the last reference to the block: releasing it may free the block. */
+    PyObject *res = PyObject_CallMethodNoArgs(block->view, st->str_release);
+    if (!res)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+static PyType_Slot block_slots[] = {
+    {Py_tp_dealloc, block_dealloc},
+    {Py_bf_getbuffer, block_getbuffer},
+    {Py_bf_releasebuffer, block_releasebuffer},
+    {Py_tp_doc, "The exporter behind a pyshm block view (internal)."},
+    {0, NULL},
+};
+
+static PyType_Spec block_spec = {
+    .name = "pyshm._pyshm.Block",
+    .basicsize = sizeof(BlockObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = block_slots,
+};
+
+int pyshm_block_module_init(PyObject *module, pyshm_state *st)
+{
+    st->BlockType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &block_spec, NULL);
+    return st->BlockType ? 0 : -1;
+}

@@ -1,0 +1,207 @@
+/* shm_type.c - ShareMem: a shared-memory region, exporting the buffer protocol. */
+#include "pyshm_ext.h"
+
+ShareMemObject *pyshm_shm_create(pyshm_state *st, uint64_t size)
+{
+    ShareMemObject *self = PyObject_New(ShareMemObject, st->ShareMemType);
+    if (!self)
+        return NULL;
+    self->state = st;
+    self->exports = 0;
+    self->closed = 1; /* until mapped, so dealloc has nothing to unmap */
+    memset(&self->region, 0, sizeof(self->region));
+    self->region.fd = -1;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pyshm_region_create(&self->region, size);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        if (rc == -EINVAL)
+            PyErr_Format(PyExc_ValueError, "ShareMem size %llu is out of range", (unsigned long long)size);
+        else
+            pyshm_raise(st, rc, "ShareMem");
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->closed = 0;
+    return self;
+}
+
+int pyshm_shm_check_open(ShareMemObject *shm, const char *what)
+{
+    if (!shm->closed)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "%s: its ShareMem was cleaned up", what);
+    return -1;
+}
+
+ShareMemObject *pyshm_shm_resolve(pyshm_state *st, PyObject *shm)
+{
+    if (shm && shm != Py_None) {
+        if (!Py_IS_TYPE(shm, st->ShareMemType)) {
+            PyErr_Format(PyExc_TypeError, "shm must be a ShareMem, not %.100s", Py_TYPE(shm)->tp_name);
+            return NULL;
+        }
+        return (ShareMemObject *)Py_NewRef(shm);
+    }
+    if (st->default_shm && !((ShareMemObject *)st->default_shm)->closed)
+        return (ShareMemObject *)Py_NewRef(st->default_shm);
+    return NULL;
+}
+
+void pyshm_shm_raise_no_room(ShareMemObject *shm, const char *what, uint64_t needed)
+{
+    struct pyshm_region_header *h = (struct pyshm_region_header *)shm->region.base;
+    uint64_t used = atomic_load_explicit(&h->carve_end, memory_order_relaxed);
+    uint64_t free_bytes = used < shm->region.size ? shm->region.size - used : 0;
+    PyErr_Format(PyExc_ValueError, "%s needs %llu bytes of the ShareMem, which has %llu of %llu bytes left",
+                 what, (unsigned long long)needed, (unsigned long long)free_bytes,
+                 (unsigned long long)shm->region.size);
+}
+
+static PyObject *shm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"size", NULL};
+    PyObject *size_obj;
+    uint64_t size;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:ShareMem", kwlist, &size_obj))
+        return NULL;
+    if (pyshm_uint64_arg(size_obj, "ShareMem size", 1, &size) < 0)
+        return NULL;
+    return (PyObject *)pyshm_shm_create(pyshm_state_of_type(type), size);
+}
+
+static void shm_dealloc(ShareMemObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    if (!self->closed)
+        pyshm_region_close(&self->region);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+static PyObject *shm_cleanup(ShareMemObject *self, PyObject *Py_UNUSED(unused))
+{
+    if (self->closed)
+        Py_RETURN_NONE;
+    if (self->exports > 0) {
+        PyErr_Format(PyExc_BufferError,
+                     "cannot clean up ShareMem: %zd view(s) into it (blocks or memoryviews) are still alive "
+                     "in this process; put back, enqueue or release them first",
+                     self->exports);
+        return NULL;
+    }
+    /* Mark closed before unmapping, as mmap does: nothing can reach the memory after. */
+    struct pyshm_region region = self->region;
+    self->closed = 1;
+    memset(&self->region, 0, sizeof(self->region));
+    self->region.fd = -1;
+    pyshm_region_close(&region);
+    Py_RETURN_NONE;
+}
+
+static PyObject *shm_instance(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"size", NULL};
+    PyObject *size_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:instance", kwlist, &size_obj))
+        return NULL;
+    pyshm_state *st = pyshm_state_of_type(type);
+    int have = st->default_shm && !((ShareMemObject *)st->default_shm)->closed;
+    if (have) {
+        if (size_obj != Py_None) {
+            PyErr_SetString(st->ShareMemError, "the default ShareMem is already initialised");
+            return NULL;
+        }
+        return Py_NewRef(st->default_shm);
+    }
+    if (size_obj == Py_None) {
+        PyErr_SetString(st->ShareMemError, "no default ShareMem yet: call init_shm(size) first");
+        return NULL;
+    }
+    uint64_t size;
+    if (pyshm_uint64_arg(size_obj, "ShareMem size", 1, &size) < 0)
+        return NULL;
+    ShareMemObject *shm = pyshm_shm_create(st, size);
+    if (!shm)
+        return NULL;
+    Py_XSETREF(st->default_shm, (PyObject *)shm);
+    return Py_NewRef(shm);
+}
+
+static PyObject *shm_get_size(ShareMemObject *self, void *Py_UNUSED(closure))
+{
+    if (pyshm_shm_check_open(self, "ShareMem") < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(self->region.size);
+}
+
+static PyObject *shm_get_closed(ShareMemObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *shm_repr(ShareMemObject *self)
+{
+    if (self->closed)
+        return PyUnicode_FromString("<pyshm.ShareMem closed>");
+    return PyUnicode_FromFormat("<pyshm.ShareMem size=%llu>", (unsigned long long)self->region.size);
+}
+
+static int shm_getbuffer(ShareMemObject *self, Py_buffer *view, int flags)
+{
+    if (pyshm_shm_check_open(self, "ShareMem") < 0)
+        return -1;
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->region.base, (Py_ssize_t)self->region.size, 0, flags) < 0)
+        return -1;
+    self->exports++;
+    return 0;
+}
+
+static void shm_releasebuffer(ShareMemObject *self, Py_buffer *Py_UNUSED(view)) { self->exports--; }
+
+static PyMethodDef shm_methods[] = {
+    {"cleanup", (PyCFunction)shm_cleanup, METH_NOARGS,
+     "Unmap the region in this process. BufferError while views into it are alive here."},
+    {"close", (PyCFunction)shm_cleanup, METH_NOARGS, "Alias of cleanup()."},
+    {"instance", (PyCFunction)(void (*)(void))shm_instance, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "instance(size=None): the process-wide default ShareMem, created by the first call with a size."},
+    {"__enter__", pyshm_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))pyshm_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef shm_getset[] = {
+    {"size", (getter)shm_get_size, NULL, "Bytes in the region.", NULL},
+    {"closed", (getter)shm_get_closed, NULL, "True after cleanup().", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot shm_slots[] = {
+    {Py_tp_new, shm_new},
+    {Py_tp_dealloc, shm_dealloc},
+    {Py_tp_repr, shm_repr},
+    {Py_tp_methods, shm_methods},
+    {Py_tp_getset, shm_getset},
+    {Py_bf_getbuffer, shm_getbuffer},
+    {Py_bf_releasebuffer, shm_releasebuffer},
+    {Py_tp_doc, "ShareMem(size): a region of shared memory that fork children inherit.\n\n"
+                "Pools and rings are carved out of it. It exports a writable buffer over\n"
+                "the whole region: memoryview(shm)."},
+    {0, NULL},
+};
+
+static PyType_Spec shm_spec = {
+    .name = "pyshm.ShareMem",
+    .basicsize = sizeof(ShareMemObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = shm_slots,
+};
+
+int pyshm_shm_module_init(PyObject *module, pyshm_state *st)
+{
+    st->ShareMemType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &shm_spec, NULL);
+    if (!st->ShareMemType)
+        return -1;
+    return PyModule_AddType(module, st->ShareMemType);
+}
