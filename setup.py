@@ -5,6 +5,7 @@ CORE = [
     "src/core/region.c",
     "src/core/mempool.c",
     "src/core/block_ring.c",
+    "src/core/wait.c",
 ]
 BINDING = [
     "src/ext/module.c",
@@ -12,6 +13,7 @@ BINDING = [
     "src/ext/mempool_type.c",
     "src/ext/ring_type.c",
     "src/ext/block_type.c",
+    "src/ext/waiting.c",
 ]
 
 setup(

@@ -20,6 +20,7 @@ from ._pyshm import (
     RingError,
     ShareMem,
     ShareMemError,
+    ShutDown,
 )
 from .shm import get_shm, init_shm
 
@@ -38,6 +39,7 @@ __all__ = [
     "EmptyError",
     "FullError",
     "CorruptionError",
+    "ShutDown",
     "MEMPOOL_F_SP_PUT",
     "MEMPOOL_F_SC_GET",
     "RING_F_SP_ENQ",

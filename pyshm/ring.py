@@ -8,6 +8,7 @@ from ._pyshm import (
     PyshmError,
     Ring,
     RingError,
+    ShutDown,
 )
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "FullError",
     "CorruptionError",
     "PyshmError",
+    "ShutDown",
 ]

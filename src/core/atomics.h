@@ -24,6 +24,16 @@ typedef _Atomic uint64_t pyshm_atomic64;
 
 #define PYSHM_ALIGN_UP(value, align) (((value) + ((align) - 1)) & ~((uint64_t)(align) - 1))
 
+/* A hint to the CPU inside a spin loop. */
+static inline void pyshm_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* Error codes returned (negated) by the core; the binding maps each to one exception. */
 #include <errno.h>
 #define PYSHM_EEMPTY ENODATA   /* nothing to dequeue / no free block */

@@ -2,6 +2,7 @@
 #include "block_ring.h"
 
 #include <errno.h>
+#include <stdlib.h>
 
 #include "region.h"
 
@@ -22,25 +23,27 @@ static void fill_handle(const struct pyshm_region *r, uint64_t offset, uint64_t 
     struct pyshm_ring_shared *shared = (struct pyshm_ring_shared *)(r->base + offset);
     q->offset = offset;
     q->flags = flags;
+    q->shutdown = &shared->shutdown;
     q->ring.counters = &shared->counters;
     q->ring.slots = (struct pyshm_ring_slot *)(r->base + offset + sizeof(struct pyshm_ring_shared));
     q->ring.capacity = capacity;
 }
 
-int pyshm_block_ring_create(struct pyshm_region *r, uint64_t capacity, uint32_t flags,
+int pyshm_block_ring_create(struct pyshm_region *r, uint64_t capacity, uint32_t flags, const char *name,
                             struct pyshm_block_ring *out)
 {
     uint64_t size, offset;
     int rc = layout_of(capacity, &size);
     if (rc < 0 || (flags & ~PYSHM_RING_FLAGS))
         return -EINVAL;
-    rc = pyshm_region_carve(r, size, PYSHM_KIND_RING, &offset);
+    rc = pyshm_region_carve(r, size, PYSHM_KIND_RING, name, &offset);
     if (rc < 0)
         return rc;
     struct pyshm_ring_shared *shared = (struct pyshm_ring_shared *)(r->base + offset);
     shared->capacity = capacity;
     shared->flags = flags;
     shared->slots_offset = offset + sizeof(struct pyshm_ring_shared);
+    atomic_store_explicit(&shared->shutdown, PYSHM_RING_OPEN, memory_order_relaxed);
     fill_handle(r, offset, capacity, flags, out);
     pyshm_ring_init(&out->ring, 0);
     pyshm_region_publish(r, offset);
@@ -52,6 +55,7 @@ int pyshm_block_ring_attach(const struct pyshm_region *r, uint64_t offset, struc
     if (offset % PYSHM_CACHE_LINE != 0 || offset > r->size || r->size - offset < sizeof(struct pyshm_ring_shared))
         return -PYSHM_ECORRUPT;
     const struct pyshm_ring_shared *shared = (const struct pyshm_ring_shared *)(r->base + offset);
+    /* Read every field once; validate the copies, never the shared originals. */
     struct pyshm_object_header object = shared->object;
     uint64_t capacity = shared->capacity, flags = shared->flags, slots = shared->slots_offset, size;
     if (object.magic != PYSHM_OBJECT_MAGIC || object.kind != PYSHM_KIND_RING ||
@@ -63,25 +67,66 @@ int pyshm_block_ring_attach(const struct pyshm_region *r, uint64_t offset, struc
     return 0;
 }
 
+/* Undo HELD -> IN_RING for blocks that did not make it into the ring. */
+static int take_back(struct pyshm_held_block *blocks, uint64_t n)
+{
+    int rc = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        pyshm_atomic64 *state = &blocks[i].pool->states[blocks[i].index];
+        if (pyshm_block_transition(state, PYSHM_BLOCK_IN_RING, blocks[i].gen + 1, PYSHM_BLOCK_HELD) < 0)
+            rc = -PYSHM_ECORRUPT;
+        else
+            blocks[i].gen += 2;
+    }
+    return rc;
+}
+
+int pyshm_block_ring_enqueue_burst(const struct pyshm_block_ring *q, struct pyshm_held_block *blocks, uint64_t n)
+{
+    if (pyshm_block_ring_shutdown_state(q) != PYSHM_RING_OPEN)
+        return -ESHUTDOWN;
+    uint64_t offsets_small[64];
+    uint64_t *offsets = n <= 64 ? offsets_small : malloc(n * sizeof(*offsets));
+    if (!offsets)
+        return -ENOMEM;
+    /* Ownership first: a consumer that sees an offset must find IN_RING. */
+    uint64_t moved = 0;
+    int rc = 0;
+    for (; moved < n; moved++) {
+        const struct pyshm_held_block *b = &blocks[moved];
+        if (b->index >= b->pool->count) {
+            rc = -EINVAL;
+            break;
+        }
+        rc = pyshm_block_transition(&b->pool->states[b->index], PYSHM_BLOCK_HELD, b->gen, PYSHM_BLOCK_IN_RING);
+        if (rc < 0)
+            break;
+        offsets[moved] = pyshm_pool_block_offset(b->pool, b->index);
+    }
+    if (rc == 0) {
+        if (n == 1)
+            rc = (q->flags & PYSHM_RING_F_SP_ENQ) ? pyshm_ring_enqueue_sp(&q->ring, offsets[0])
+                                                  : pyshm_ring_enqueue_mp(&q->ring, offsets[0]);
+        else
+            rc = pyshm_ring_enqueue_burst(&q->ring, offsets, n);
+    }
+    if (offsets != offsets_small)
+        free(offsets);
+    if (rc == 0) {
+        pyshm_wait_notify(&q->ring.counters->not_empty);
+        return 0;
+    }
+    /* Not queued: nobody else can have seen these blocks, take them back. */
+    int undo = take_back(blocks, moved);
+    return undo < 0 ? undo : rc;
+}
+
 int pyshm_block_ring_enqueue(const struct pyshm_block_ring *q, const struct pyshm_pool *pool, uint64_t index,
                              uint64_t *gen)
 {
-    if (index >= pool->count)
-        return -EINVAL;
-    pyshm_atomic64 *state = &pool->states[index];
-    /* Ownership first: a consumer that sees the offset must find IN_RING. */
-    int rc = pyshm_block_transition(state, PYSHM_BLOCK_HELD, *gen, PYSHM_BLOCK_IN_RING);
-    if (rc < 0)
-        return rc;
-    uint64_t offset = pyshm_pool_block_offset(pool, index);
-    rc = (q->flags & PYSHM_RING_F_SP_ENQ) ? pyshm_ring_enqueue_sp(&q->ring, offset)
-                                          : pyshm_ring_enqueue_mp(&q->ring, offset);
-    if (rc == 0)
-        return 0;
-    /* Not queued: nobody else can have seen the block, take it back. */
-    if (pyshm_block_transition(state, PYSHM_BLOCK_IN_RING, *gen + 1, PYSHM_BLOCK_HELD) < 0)
-        return -PYSHM_ECORRUPT;
-    *gen += 2;
+    struct pyshm_held_block b = {.pool = pool, .index = index, .gen = *gen};
+    int rc = pyshm_block_ring_enqueue_burst(q, &b, 1);
+    *gen = b.gen;
     return rc;
 }
 
@@ -105,24 +150,109 @@ static int check_head(void *ctx, uint64_t offset)
     return 0; /* claim it, even if it is garbage: dropping it keeps the ring flowing */
 }
 
-int pyshm_block_ring_dequeue(const struct pyshm_block_ring *q, struct pyshm_region *r, uint64_t min_size,
-                             struct pyshm_taken_block *out)
+/* After a claim: IN_RING -> HELD at the next generation, which the taker holds. */
+static int take_ownership(const struct pyshm_pool *pool, uint64_t index, struct pyshm_taken_block *out)
 {
-    struct dequeue_check check = {.region = r, .min_size = min_size};
-    uint64_t offset;
-    int rc = (q->flags & PYSHM_RING_F_SC_DEQ) ? pyshm_ring_dequeue_sc(&q->ring, &offset, check_head, &check)
-                                              : pyshm_ring_dequeue_mc(&q->ring, &offset, check_head, &check);
-    if (rc < 0)
-        return rc;
-    if (check.found < 0)
-        return -PYSHM_ECORRUPT;
-    pyshm_atomic64 *state = &check.pool->states[check.index];
+    pyshm_atomic64 *state = &pool->states[index];
     uint64_t seen = atomic_load_explicit(state, memory_order_relaxed);
     if (pyshm_block_kind_of(seen) != PYSHM_BLOCK_IN_RING ||
         pyshm_block_transition(state, PYSHM_BLOCK_IN_RING, pyshm_block_gen_of(seen), PYSHM_BLOCK_HELD) < 0)
         return -PYSHM_ECORRUPT;
-    out->pool = check.pool;
-    out->index = check.index;
+    out->pool = pool;
+    out->index = index;
     out->gen = pyshm_block_gen_of(seen) + 1;
     return 0;
+}
+
+/* What an empty ring means once shutdown may have been set. */
+static int empty_or_shutdown(const struct pyshm_block_ring *q)
+{
+    return pyshm_block_ring_shutdown_state(q) != PYSHM_RING_OPEN ? -ESHUTDOWN : -PYSHM_EEMPTY;
+}
+
+int pyshm_block_ring_dequeue(const struct pyshm_block_ring *q, struct pyshm_region *r, uint64_t min_size,
+                             struct pyshm_taken_block *out)
+{
+    if (pyshm_block_ring_shutdown_state(q) == PYSHM_RING_SHUTDOWN_NOW)
+        return -ESHUTDOWN;
+    struct dequeue_check check = {.region = r, .min_size = min_size};
+    uint64_t offset;
+    int rc = (q->flags & PYSHM_RING_F_SC_DEQ) ? pyshm_ring_dequeue_sc(&q->ring, &offset, check_head, &check)
+                                              : pyshm_ring_dequeue_mc(&q->ring, &offset, check_head, &check);
+    if (rc == -PYSHM_EEMPTY)
+        return empty_or_shutdown(q);
+    if (rc < 0)
+        return rc;
+    pyshm_wait_notify(&q->ring.counters->not_full);
+    if (check.found < 0)
+        return -PYSHM_ECORRUPT;
+    return take_ownership(check.pool, check.index, out);
+}
+
+/* dequeue_burst without the shutdown check. */
+static int64_t take_burst(const struct pyshm_block_ring *q, struct pyshm_region *r, struct pyshm_taken_block *out,
+                          uint64_t max)
+{
+    uint64_t offsets_small[64];
+    uint64_t *offsets = max <= 64 ? offsets_small : malloc(max * sizeof(*offsets));
+    if (!offsets)
+        return -ENOMEM;
+    int64_t n = pyshm_ring_dequeue_burst(&q->ring, offsets, max);
+    int64_t taken = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const struct pyshm_pool *pool;
+        uint64_t index;
+        /* Garbage entries are dropped; the valid ones are still delivered. */
+        if (pyshm_region_find_block(r, offsets[i], &pool, &index) == 0 &&
+            take_ownership(pool, index, &out[taken]) == 0)
+            taken++;
+    }
+    if (offsets != offsets_small)
+        free(offsets);
+    if (n < 0)
+        return n;
+    pyshm_wait_notify(&q->ring.counters->not_full);
+    return taken > 0 ? taken : -PYSHM_ECORRUPT;
+}
+
+int64_t pyshm_block_ring_dequeue_burst(const struct pyshm_block_ring *q, struct pyshm_region *r,
+                                       struct pyshm_taken_block *out, uint64_t max)
+{
+    if (pyshm_block_ring_shutdown_state(q) == PYSHM_RING_SHUTDOWN_NOW)
+        return -ESHUTDOWN;
+    int64_t n = take_burst(q, r, out, max);
+    return n == -PYSHM_EEMPTY ? empty_or_shutdown(q) : n;
+}
+
+int64_t pyshm_block_ring_drain(const struct pyshm_block_ring *q, struct pyshm_region *r)
+{
+    struct pyshm_taken_block taken[64];
+    int64_t returned = 0;
+    /* Each round takes at least one entry, so a full ring drains within capacity rounds;
+     * the bound also ends the loop if garbage keeps the ring from draining. */
+    for (uint64_t round = 0; round <= q->ring.capacity; round++) {
+        int64_t n = take_burst(q, r, taken, 64);
+        if (n == -PYSHM_EEMPTY)
+            return returned;
+        if (n == -PYSHM_ECORRUPT)
+            continue; /* garbage dropped; keep draining */
+        if (n < 0)
+            return n;
+        for (int64_t i = 0; i < n; i++)
+            if (pyshm_pool_put(taken[i].pool, taken[i].index, &taken[i].gen) == 0)
+                returned++;
+    }
+    return returned;
+}
+
+void pyshm_block_ring_shutdown(const struct pyshm_block_ring *q, int immediate)
+{
+    uint64_t want = immediate ? PYSHM_RING_SHUTDOWN_NOW : PYSHM_RING_SHUTDOWN;
+    uint64_t seen = atomic_load_explicit(q->shutdown, memory_order_relaxed);
+    /* Release: pairs with the acquire load in pyshm_block_ring_shutdown_state. */
+    while (seen < want &&
+           !atomic_compare_exchange_weak_explicit(q->shutdown, &seen, want, memory_order_release, memory_order_relaxed))
+        ;
+    pyshm_wait_wake_all(&q->ring.counters->not_empty);
+    pyshm_wait_wake_all(&q->ring.counters->not_full);
 }

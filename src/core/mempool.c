@@ -63,14 +63,14 @@ static void fill_handle(const struct pyshm_region *r, uint64_t offset, uint64_t 
 static uint64_t identity(uint64_t i) { return i; }
 
 int pyshm_pool_create(struct pyshm_region *r, uint64_t count, uint64_t elt_size, uint32_t flags,
-                      struct pyshm_pool *out)
+                      const char *name, struct pyshm_pool *out)
 {
     struct pool_layout l;
     int rc = layout_of(count, elt_size, &l);
     if (rc < 0 || (flags & ~PYSHM_MEMPOOL_FLAGS))
         return -EINVAL;
     uint64_t offset;
-    rc = pyshm_region_carve(r, l.size, PYSHM_KIND_POOL, &offset);
+    rc = pyshm_region_carve(r, l.size, PYSHM_KIND_POOL, name, &offset);
     if (rc < 0)
         return rc;
     struct pyshm_pool_shared *shared = (struct pyshm_pool_shared *)(r->base + offset);
@@ -126,13 +126,9 @@ int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, ui
     return -PYSHM_ESTALE;
 }
 
-int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen)
+/* A block index fresh out of the free queue: FREE -> HELD at the next generation. */
+static int take_free_block(const struct pyshm_pool *p, uint64_t idx, uint64_t *gen)
 {
-    uint64_t idx;
-    int rc = (p->flags & PYSHM_MEMPOOL_F_SC_GET) ? pyshm_ring_dequeue_sc(&p->free_queue, &idx, NULL, NULL)
-                                                  : pyshm_ring_dequeue_mc(&p->free_queue, &idx, NULL, NULL);
-    if (rc < 0)
-        return rc;
     if (idx >= p->count)
         return -PYSHM_ECORRUPT;
     /* The free queue gave us this index alone; the state must say FREE. */
@@ -142,35 +138,82 @@ int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen)
     uint64_t g = pyshm_block_gen_of(state);
     if (pyshm_block_transition(&p->states[idx], PYSHM_BLOCK_FREE, g, PYSHM_BLOCK_HELD) < 0)
         return -PYSHM_ECORRUPT;
-    *index = idx;
     *gen = g + 1;
     return 0;
 }
 
-int pyshm_pool_put(const struct pyshm_pool *p, uint64_t index, uint64_t *held_gen)
+int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen)
 {
-    uint64_t gen = *held_gen;
-    if (index >= p->count)
-        return -EINVAL;
-    int rc = pyshm_block_transition(&p->states[index], PYSHM_BLOCK_HELD, gen, PYSHM_BLOCK_FREE);
-    if (rc < 0)
+    int rc = (p->flags & PYSHM_MEMPOOL_F_SC_GET) ? pyshm_ring_dequeue_sc(&p->free_queue, index, NULL, NULL)
+                                                  : pyshm_ring_dequeue_mc(&p->free_queue, index, NULL, NULL);
+    return rc < 0 ? rc : take_free_block(p, *index, gen);
+}
+
+int64_t pyshm_pool_get_burst(const struct pyshm_pool *p, uint64_t *indices, uint64_t *gens, uint64_t max)
+{
+    int64_t n = pyshm_ring_dequeue_burst(&p->free_queue, indices, max);
+    int64_t taken = 0;
+    for (int64_t i = 0; i < n; i++) {
+        /* A garbage index is dropped; the valid blocks are still handed out. */
+        if (take_free_block(p, indices[i], &gens[taken]) == 0)
+            indices[taken++] = indices[i];
+    }
+    if (n < 0)
+        return n;
+    return taken > 0 ? taken : -PYSHM_ECORRUPT;
+}
+
+/* Undo HELD -> FREE for the first n blocks; their generations move on by two. */
+static void hold_again(const struct pyshm_pool *p, const uint64_t *indices, uint64_t *gens, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (pyshm_block_transition(&p->states[indices[i]], PYSHM_BLOCK_FREE, gens[i] + 1, PYSHM_BLOCK_HELD) == 0)
+            gens[i] += 2;
+}
+
+int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, uint64_t *gens, uint64_t n)
+{
+    uint64_t freed = 0;
+    int rc = 0;
+    for (; freed < n; freed++) {
+        if (indices[freed] >= p->count) {
+            rc = -EINVAL;
+            break;
+        }
+        rc = pyshm_block_transition(&p->states[indices[freed]], PYSHM_BLOCK_HELD, gens[freed], PYSHM_BLOCK_FREE);
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0) {
+        hold_again(p, indices, gens, freed);
         return rc;
+    }
     /*
-     * The free queue has a slot for every block, yet it can read as full for a moment: the
+     * The free queue has a slot for every block, yet it can read as full for a moment: a
      * slot we need may still be in the hands of a get() that claimed it and has not yet
      * released it (a few instructions, longer if that process was descheduled). Give it
      * a bounded number of chances, yielding the CPU, then undo and report.
      */
     for (unsigned attempt = 0; attempt < PYSHM_PUT_ATTEMPTS; attempt++) {
-        rc = (p->flags & PYSHM_MEMPOOL_F_SP_PUT) ? pyshm_ring_enqueue_sp(&p->free_queue, index)
-                                                  : pyshm_ring_enqueue_mp(&p->free_queue, index);
+        if (n == 1)
+            rc = (p->flags & PYSHM_MEMPOOL_F_SP_PUT) ? pyshm_ring_enqueue_sp(&p->free_queue, indices[0])
+                                                      : pyshm_ring_enqueue_mp(&p->free_queue, indices[0]);
+        else
+            rc = pyshm_ring_enqueue_burst(&p->free_queue, indices, n);
+        if (rc == 0) {
+            pyshm_wait_notify(&p->free_queue.counters->not_empty);
+            return 0;
+        }
         if (rc != -PYSHM_EFULL)
             return rc;
         if (attempt >= 16)
             sched_yield();
     }
-    if (pyshm_block_transition(&p->states[index], PYSHM_BLOCK_FREE, gen + 1, PYSHM_BLOCK_HELD) < 0)
-        return -PYSHM_ECORRUPT;
-    *held_gen = gen + 2; /* held again, one generation on */
+    hold_again(p, indices, gens, n);
     return -EAGAIN;
+}
+
+int pyshm_pool_put(const struct pyshm_pool *p, uint64_t index, uint64_t *held_gen)
+{
+    return pyshm_pool_put_burst(p, &index, held_gen, 1);
 }

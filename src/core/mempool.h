@@ -72,7 +72,7 @@ struct pyshm_pool_shared {
     uint64_t reserved;
     struct pyshm_ring_counters free_queue;
 };
-_Static_assert(sizeof(struct pyshm_pool_shared) == 256, "pool header layout");
+_Static_assert(sizeof(struct pyshm_pool_shared) == 320, "pool header layout");
 _Static_assert(offsetof(struct pyshm_pool_shared, free_queue) % PYSHM_CACHE_LINE == 0,
                "free-queue counters must be cache-line aligned");
 
@@ -92,9 +92,10 @@ struct pyshm_pool {
 /* Bytes a pool object of this geometry occupies. 0 or -EINVAL. */
 int pyshm_pool_footprint(uint64_t count, uint64_t elt_size, uint64_t *bytes);
 
-/* Carve, build and publish a pool. 0, -EINVAL, -ENOSPC (region too small), -ENOMEM. */
+/* Carve, build and publish a pool, named (`name` up to PYSHM_NAME_MAX bytes) or not
+ * (NULL or ""). 0, -EINVAL, -EEXIST (name taken), -ENOSPC (region too small), -ENOMEM. */
 int pyshm_pool_create(struct pyshm_region *r, uint64_t count, uint64_t elt_size, uint32_t flags,
-                      struct pyshm_pool *out);
+                      const char *name, struct pyshm_pool *out);
 
 /* Validate the pool object at `offset` and fill a handle. 0 or -PYSHM_ECORRUPT. */
 int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pyshm_pool *out);
@@ -102,6 +103,15 @@ int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pysh
 /* Take the oldest free block: 0 with *index and *gen (the generation it is held at),
  * -PYSHM_EEMPTY, or -PYSHM_ECORRUPT. */
 int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen);
+
+/* Take 1 to max of the oldest free blocks: the number taken, -PYSHM_EEMPTY, or
+ * -PYSHM_ECORRUPT. indices[] and gens[] receive them. */
+int64_t pyshm_pool_get_burst(const struct pyshm_pool *p, uint64_t *indices, uint64_t *gens, uint64_t max);
+
+/* Return n blocks, all or none: 0, -PYSHM_ESTALE (one was not held at its generation;
+ * none returned), -PYSHM_ECORRUPT, or -EAGAIN as for pyshm_pool_put (generations in
+ * gens[] moved on). */
+int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, uint64_t *gens, uint64_t n);
 
 /*
  * Return a block held at *held_gen: 0, -PYSHM_ESTALE (not held at that generation: a

@@ -12,6 +12,9 @@
 
 enum pyshm_object_kind { PYSHM_KIND_POOL = 1, PYSHM_KIND_RING = 2 };
 
+/* Longest object name, in bytes, without the terminating zero. */
+#define PYSHM_NAME_MAX 63
+
 struct pyshm_object_header {
     uint64_t magic;
     uint32_t kind;
@@ -19,7 +22,8 @@ struct pyshm_object_header {
     uint64_t size; /* bytes carved for the object, header included */
     uint64_t next; /* offset of the object published before this one, 0 for none */
     uint64_t reserved[4];
+    char name[PYSHM_NAME_MAX + 1]; /* zero-terminated; empty for an unnamed object */
 };
-_Static_assert(sizeof(struct pyshm_object_header) == 64, "object header layout");
+_Static_assert(sizeof(struct pyshm_object_header) == 128, "object header layout");
 
 #endif

@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static uint64_t page_size(void)
@@ -24,24 +26,16 @@ uint64_t pyshm_region_size_for(uint64_t object_size)
     return PYSHM_ALIGN_UP(PYSHM_REGION_HEADER_SIZE, PYSHM_CACHE_LINE) + object_size;
 }
 
-int pyshm_region_create(struct pyshm_region *r, uint64_t size)
+/* Size the file behind fd, map it, and write a fresh header. Takes fd. */
+static int create_on_fd(struct pyshm_region *r, int fd, uint64_t size)
 {
-    memset(r, 0, sizeof(*r));
-    r->fd = -1;
-    if (size == 0 || size > (UINT64_C(1) << 46))
-        return -EINVAL;
     uint64_t map_size = PYSHM_ALIGN_UP(size < PYSHM_REGION_HEADER_SIZE ? PYSHM_REGION_HEADER_SIZE : size,
                                        page_size());
-    int fd = -1;
-#ifdef MFD_CLOEXEC
-    /* A file descriptor lets the region be handed to processes that were not forked. */
-    fd = memfd_create("pyshm", MFD_CLOEXEC);
     if (fd >= 0 && ftruncate(fd, (off_t)map_size) != 0) {
         int err = errno;
         close(fd);
         return -err;
     }
-#endif
     void *base = fd >= 0 ? mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
                          : mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) {
@@ -66,6 +60,95 @@ int pyshm_region_create(struct pyshm_region *r, uint64_t size)
     return 0;
 }
 
+static void zero_handle(struct pyshm_region *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->fd = -1;
+}
+
+static int check_size(uint64_t size) { return size == 0 || size > PYSHM_MAX_REGION_SIZE ? -EINVAL : 0; }
+
+int pyshm_region_create(struct pyshm_region *r, uint64_t size)
+{
+    zero_handle(r);
+    if (check_size(size) < 0)
+        return -EINVAL;
+    int fd = -1;
+#ifdef MFD_CLOEXEC
+    /* A file descriptor lets the region be handed to processes that were not forked,
+     * and an anonymous file leaves no name behind when its last user dies. */
+    fd = memfd_create("pyshm", MFD_CLOEXEC);
+#endif
+    return create_on_fd(r, fd, size);
+}
+
+int pyshm_region_create_named(struct pyshm_region *r, uint64_t size, const char *name)
+{
+    zero_handle(r);
+    if (check_size(size) < 0)
+        return -EINVAL;
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int rc = create_on_fd(r, fd, size);
+    if (rc < 0)
+        shm_unlink(name);
+    return rc;
+}
+
+int pyshm_region_attach_fd(struct pyshm_region *r, int fd)
+{
+    zero_handle(r);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    uint64_t file_size = (uint64_t)st.st_size;
+    if (file_size < PYSHM_REGION_HEADER_SIZE) {
+        close(fd);
+        return -PYSHM_ENOTREGION;
+    }
+    void *base = mmap(NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    /* Read the header once; validate the copy. */
+    struct pyshm_region_header h;
+    memcpy(&h, base, sizeof(h));
+    int rc = 0;
+    if (h.magic != PYSHM_REGION_MAGIC)
+        rc = -PYSHM_ENOTREGION;
+    else if (h.layout_version != PYSHM_LAYOUT_VERSION)
+        rc = -PYSHM_EVERSION;
+    else if (h.header_size != PYSHM_REGION_HEADER_SIZE || check_size(h.size) < 0 || h.size > file_size)
+        rc = -PYSHM_ECORRUPT;
+    if (rc < 0) {
+        munmap(base, file_size);
+        close(fd);
+        return rc;
+    }
+    r->base = base;
+    r->size = h.size;
+    r->map_size = file_size;
+    r->fd = fd;
+    return 0;
+}
+
+int pyshm_region_attach_named(struct pyshm_region *r, const char *name)
+{
+    zero_handle(r);
+    int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    return pyshm_region_attach_fd(r, fd);
+}
+
+int pyshm_region_unlink(const char *name) { return shm_unlink(name) == 0 ? 0 : -errno; }
+
 void pyshm_region_close(struct pyshm_region *r)
 {
     if (r->base)
@@ -73,15 +156,21 @@ void pyshm_region_close(struct pyshm_region *r)
     if (r->fd >= 0)
         close(r->fd);
     free(r->pools);
-    memset(r, 0, sizeof(*r));
-    r->fd = -1;
+    zero_handle(r);
 }
 
-int pyshm_region_carve(struct pyshm_region *r, uint64_t size, uint32_t kind, uint64_t *offset)
+int pyshm_region_carve(struct pyshm_region *r, uint64_t size, uint32_t kind, const char *name, uint64_t *offset)
 {
     struct pyshm_region_header *h = header_of(r);
-    if (size < sizeof(struct pyshm_object_header) || size % PYSHM_CACHE_LINE != 0)
+    size_t name_len = name ? strlen(name) : 0;
+    if (size < sizeof(struct pyshm_object_header) || size % PYSHM_CACHE_LINE != 0 || name_len > PYSHM_NAME_MAX)
         return -EINVAL;
+    if (name_len > 0) {
+        uint64_t existing;
+        uint32_t existing_kind;
+        if (pyshm_region_find_named(r, name, &existing_kind, &existing) == 0)
+            return -EEXIST;
+    }
     /* The carve end is shared; never trust it beyond the region we mapped. */
     uint64_t end = atomic_load_explicit(&h->carve_end, memory_order_relaxed);
     uint64_t start;
@@ -100,6 +189,8 @@ int pyshm_region_carve(struct pyshm_region *r, uint64_t size, uint32_t kind, uin
     obj->kind = kind;
     obj->layout_version = PYSHM_LAYOUT_VERSION;
     obj->size = size;
+    if (name_len > 0)
+        memcpy(obj->name, name, name_len);
     *offset = start;
     return 0;
 }
@@ -141,9 +232,13 @@ int pyshm_region_add_pool(struct pyshm_region *r, const struct pyshm_pool *pool)
     return 0;
 }
 
-/* Walk the published objects and add every valid pool not yet known. Bounded: a cycle
- * written by a hostile process ends the walk after as many steps as objects could fit. */
-static int walk_new_pools(struct pyshm_region *r)
+/*
+ * Call visit(ctx, offset, header) for every published object, newest first, until it
+ * returns non-zero (which is returned). Bounded: a cycle written by a hostile process
+ * ends the walk after as many steps as objects could fit in the region.
+ */
+static int walk_objects(const struct pyshm_region *r, int (*visit)(void *, uint64_t, const struct pyshm_object_header *),
+                        void *ctx)
 {
     struct pyshm_region_header *h = header_of(r);
     uint64_t max_steps = r->size / PYSHM_CACHE_LINE;
@@ -153,17 +248,56 @@ static int walk_new_pools(struct pyshm_region *r)
         if (offset % PYSHM_CACHE_LINE != 0 || offset < PYSHM_REGION_HEADER_SIZE ||
             offset > r->size - sizeof(struct pyshm_object_header))
             return -PYSHM_ECORRUPT;
-        const struct pyshm_object_header *obj = (const struct pyshm_object_header *)(r->base + offset);
-        if (obj->kind == PYSHM_KIND_POOL) {
-            struct pyshm_pool pool;
-            if (pyshm_pool_attach(r, offset, &pool) == 0) {
-                int rc = pyshm_region_add_pool(r, &pool);
-                if (rc < 0)
-                    return rc;
-            }
-        }
-        offset = obj->next;
+        /* A private copy: the header is validated and used only from here. */
+        struct pyshm_object_header obj;
+        memcpy(&obj, r->base + offset, sizeof(obj));
+        int rc = visit(ctx, offset, &obj);
+        if (rc != 0)
+            return rc;
+        offset = obj.next;
     }
+    return 0;
+}
+
+static int add_if_pool(void *ctx, uint64_t offset, const struct pyshm_object_header *obj)
+{
+    struct pyshm_region *r = ctx;
+    struct pyshm_pool pool;
+    if (obj->kind == PYSHM_KIND_POOL && pyshm_region_pool_slot(r, offset) < 0 &&
+        pyshm_pool_attach(r, offset, &pool) == 0)
+        return pyshm_region_add_pool(r, &pool);
+    return 0;
+}
+
+/* Add every valid pool this process does not know yet. */
+static int walk_new_pools(struct pyshm_region *r) { return walk_objects(r, add_if_pool, r); }
+
+struct name_search {
+    const char *name;
+    uint32_t kind;
+    uint64_t offset;
+};
+
+static int match_name(void *ctx, uint64_t offset, const struct pyshm_object_header *obj)
+{
+    struct name_search *s = ctx;
+    if (obj->magic != PYSHM_OBJECT_MAGIC || strncmp(obj->name, s->name, sizeof(obj->name)) != 0)
+        return 0;
+    s->kind = obj->kind;
+    s->offset = offset;
+    return 1;
+}
+
+int pyshm_region_find_named(const struct pyshm_region *r, const char *name, uint32_t *kind, uint64_t *offset)
+{
+    struct name_search s = {.name = name};
+    int rc = walk_objects(r, match_name, &s);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return -ENOENT;
+    *kind = s.kind;
+    *offset = s.offset;
     return 0;
 }
 

@@ -28,6 +28,7 @@
 #ifndef PYSHM_CORE_REGION_H
 #define PYSHM_CORE_REGION_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,8 +61,22 @@ struct pyshm_region {
 
 #define PYSHM_REGION_HEADER_SIZE ((uint64_t)sizeof(struct pyshm_region_header))
 
-/* Map a new zeroed region of `size` bytes (>= 1) and write its header. 0 or -errno. */
+#define PYSHM_MAX_REGION_SIZE (UINT64_C(1) << 46)
+#define PYSHM_ENOTREGION EMEDIUMTYPE     /* the file is not a pyshm region */
+#define PYSHM_EVERSION EPROTONOSUPPORT /* a region of another layout version */
+
+/* Map a new zeroed region of `size` bytes (>= 1) and write its header, backed by an
+ * anonymous memfd where there is one. 0 or -errno. */
 int pyshm_region_create(struct pyshm_region *r, uint64_t size);
+/* The same, backed by POSIX shared memory `name` ("/name"), created exclusively, mode
+ * 0600. -EEXIST if the name is taken. */
+int pyshm_region_create_named(struct pyshm_region *r, uint64_t size, const char *name);
+/* Map the region in file descriptor fd (the handle takes fd, also on failure). Checks
+ * the header: -PYSHM_ENOTREGION, -PYSHM_EVERSION, -PYSHM_ECORRUPT. */
+int pyshm_region_attach_fd(struct pyshm_region *r, int fd);
+/* Open POSIX shared memory `name` and attach it. -ENOENT if there is no such name. */
+int pyshm_region_attach_named(struct pyshm_region *r, const char *name);
+int pyshm_region_unlink(const char *name);
 /* Unmap and forget everything; the handle is left zeroed. Safe on a zeroed handle. */
 void pyshm_region_close(struct pyshm_region *r);
 
@@ -69,11 +84,16 @@ void pyshm_region_close(struct pyshm_region *r);
 uint64_t pyshm_region_size_for(uint64_t object_size);
 
 /*
- * Reserve `size` bytes (a multiple of 64) for an object of `kind` and write its object
- * header. Returns 0 with *offset set, or -ENOSPC when the region lacks room; then
+ * Reserve `size` bytes (a multiple of 64) for an object of `kind`, named `name` (NULL
+ * or "" for none, else unique in the region: -EEXIST), and write its object header. Returns 0 with *offset set, or -ENOSPC when the region lacks room; then
  * *offset holds the carve end seen, so the caller can say how much is missing.
  */
-int pyshm_region_carve(struct pyshm_region *r, uint64_t size, uint32_t kind, uint64_t *offset);
+int pyshm_region_carve(struct pyshm_region *r, uint64_t size, uint32_t kind, const char *name, uint64_t *offset);
+
+/* The newest published object called `name`: 0 with its kind and offset, or -ENOENT.
+ * Names are unique per region as long as two processes do not create the same name at
+ * the same instant (carve checks, but not atomically with publishing). */
+int pyshm_region_find_named(const struct pyshm_region *r, const char *name, uint32_t *kind, uint64_t *offset);
 /* Make a fully built object visible to every process (O1). */
 void pyshm_region_publish(struct pyshm_region *r, uint64_t offset);
 

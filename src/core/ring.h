@@ -57,6 +57,7 @@
 #include <stdint.h>
 
 #include "atomics.h"
+#include "wait.h"
 
 struct pyshm_ring_slot {
     pyshm_atomic64 seq;
@@ -64,10 +65,16 @@ struct pyshm_ring_slot {
 };
 _Static_assert(sizeof(struct pyshm_ring_slot) == 16, "ring slot layout");
 
-/* Lives in shared memory. Producer and consumer counters on separate cache lines. */
+/*
+ * Lives in shared memory. Producer and consumer counters on separate cache lines. Each
+ * line also holds the waitpoint its side notifies (wait.h): producers read not_empty's
+ * sleeper count on the line they already own, consumers likewise not_full's.
+ */
 struct pyshm_ring_counters {
     alignas(PYSHM_CACHE_LINE) pyshm_atomic64 enq_pos;
+    struct pyshm_waitpoint not_empty; /* consumers sleep here, producers notify */
     alignas(PYSHM_CACHE_LINE) pyshm_atomic64 deq_pos;
+    struct pyshm_waitpoint not_full; /* producers sleep here, consumers notify */
 };
 _Static_assert(sizeof(struct pyshm_ring_counters) == 2 * PYSHM_CACHE_LINE, "ring counters layout");
 _Static_assert(offsetof(struct pyshm_ring_counters, deq_pos) == PYSHM_CACHE_LINE,
@@ -84,6 +91,17 @@ struct pyshm_ring {
  * processes never comes close, a garbage sequence word could loop forever. */
 #define PYSHM_RING_MAX_RETRIES (1u << 20)
 
+static inline void pyshm_ring_set_counters(const struct pyshm_ring *r, uint64_t enq, uint64_t deq)
+{
+    struct pyshm_ring_counters *c = r->counters;
+    atomic_store_explicit(&c->enq_pos, enq, memory_order_relaxed);
+    atomic_store_explicit(&c->deq_pos, deq, memory_order_relaxed);
+    atomic_store_explicit(&c->not_empty.epoch, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->not_empty.waiters, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->not_full.epoch, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->not_full.waiters, 0, memory_order_relaxed);
+}
+
 /* Empty ring whose first position is `start` (tests start near 2^64). Not concurrent. */
 static inline void pyshm_ring_init(const struct pyshm_ring *r, uint64_t start)
 {
@@ -92,8 +110,7 @@ static inline void pyshm_ring_init(const struct pyshm_ring *r, uint64_t start)
         atomic_store_explicit(&r->slots[pos % r->capacity].seq, pos, memory_order_relaxed);
         atomic_store_explicit(&r->slots[pos % r->capacity].value, 0, memory_order_relaxed);
     }
-    atomic_store_explicit(&r->counters->enq_pos, start, memory_order_relaxed);
-    atomic_store_explicit(&r->counters->deq_pos, start, memory_order_relaxed);
+    pyshm_ring_set_counters(r, start, start);
 }
 
 /* Full ring holding values[0..capacity) in order, first position 0. Not concurrent. */
@@ -103,8 +120,7 @@ static inline void pyshm_ring_init_full(const struct pyshm_ring *r, uint64_t (*v
         atomic_store_explicit(&r->slots[i].seq, i + 1, memory_order_relaxed);
         atomic_store_explicit(&r->slots[i].value, value_at(i), memory_order_relaxed);
     }
-    atomic_store_explicit(&r->counters->enq_pos, r->capacity, memory_order_relaxed);
-    atomic_store_explicit(&r->counters->deq_pos, 0, memory_order_relaxed);
+    pyshm_ring_set_counters(r, r->capacity, 0);
 }
 
 static inline struct pyshm_ring_slot *pyshm_ring_slot_at(const struct pyshm_ring *r, uint64_t pos)
@@ -238,6 +254,83 @@ static inline int pyshm_ring_dequeue_sc(const struct pyshm_ring *r, uint64_t *va
     *value = v;
     pyshm_ring_release_slot(r, slot, pos);
     return 0;
+}
+
+/*
+ * Bursts: one CAS claims n consecutive positions, so a batch costs one contended
+ * operation instead of n. A slot that is ready for position p stays ready until the
+ * process that claims p changes it, and nobody else can claim p while the counter still
+ * reads below p, so checking the slots before the CAS is enough. Both bursts use the CAS
+ * whatever the flags: they are correct for any number of producers and consumers.
+ */
+
+/* All n values or none: 0, -PYSHM_EFULL (fewer than n free slots), -PYSHM_ECORRUPT. */
+static inline int pyshm_ring_enqueue_burst(const struct pyshm_ring *r, const uint64_t *values, uint64_t n)
+{
+    if (n == 0)
+        return 0;
+    if (n > r->capacity)
+        return -PYSHM_EFULL;
+    uint64_t pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
+    for (uint32_t retries = 0;;) {
+        uint64_t ready = 0;
+        int64_t diff = 0;
+        for (; ready < n; ready++) {
+            /* R2 acquire: pairs with the release store of seq in dequeue. */
+            uint64_t seq = atomic_load_explicit(&pyshm_ring_slot_at(r, pos + ready)->seq, memory_order_acquire);
+            diff = (int64_t)(seq - (pos + ready));
+            if (diff != 0)
+                break;
+        }
+        if (ready == n) {
+            if (atomic_compare_exchange_weak_explicit(&r->counters->enq_pos, &pos, pos + n,
+                                                      memory_order_relaxed, memory_order_relaxed)) {
+                for (uint64_t i = 0; i < n; i++)
+                    pyshm_ring_publish(pyshm_ring_slot_at(r, pos + i), pos + i, values[i]);
+                return 0;
+            }
+        } else if (diff < 0) {
+            return -PYSHM_EFULL;
+        } else {
+            pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
+        }
+        if (++retries >= PYSHM_RING_MAX_RETRIES)
+            return -PYSHM_ECORRUPT;
+    }
+}
+
+/* Between 1 and max values: the count taken, -PYSHM_EEMPTY, or -PYSHM_ECORRUPT. */
+static inline int64_t pyshm_ring_dequeue_burst(const struct pyshm_ring *r, uint64_t *values, uint64_t max)
+{
+    if (max == 0)
+        return 0;
+    uint64_t pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
+    for (uint32_t retries = 0;;) {
+        uint64_t ready = 0;
+        int64_t diff = 0;
+        for (; ready < max && ready < r->capacity; ready++) {
+            /* R1 acquire: pairs with the release store of seq in enqueue (publish). */
+            uint64_t seq = atomic_load_explicit(&pyshm_ring_slot_at(r, pos + ready)->seq, memory_order_acquire);
+            diff = (int64_t)(seq - (pos + ready + 1));
+            if (diff != 0)
+                break;
+            values[ready] = atomic_load_explicit(&pyshm_ring_slot_at(r, pos + ready)->value, memory_order_relaxed);
+        }
+        if (ready > 0) {
+            if (atomic_compare_exchange_weak_explicit(&r->counters->deq_pos, &pos, pos + ready,
+                                                      memory_order_relaxed, memory_order_relaxed)) {
+                for (uint64_t i = 0; i < ready; i++)
+                    pyshm_ring_release_slot(r, pyshm_ring_slot_at(r, pos + i), pos + i);
+                return (int64_t)ready;
+            }
+        } else if (diff < 0) {
+            return -PYSHM_EEMPTY;
+        } else {
+            pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
+        }
+        if (++retries >= PYSHM_RING_MAX_RETRIES)
+            return -PYSHM_ECORRUPT;
+    }
 }
 
 /* Entries in the ring, as seen at one instant by this process: in [0, capacity]. */

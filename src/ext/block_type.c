@@ -51,6 +51,7 @@ PyObject *pyshm_block_view_new(pyshm_state *st, ShareMemObject *shm, size_t pool
         block->length = length;
         block->view = NULL;
         block->exported = 0;
+        block->marked = 0;
         view = PyMemoryView_FromObject((PyObject *)block);
         Py_DECREF(block);
     }
@@ -112,6 +113,63 @@ int pyshm_block_release_view(pyshm_state *st, BlockObject *block)
     if (!res)
         return -1;
     Py_DECREF(res);
+    return 0;
+}
+
+int pyshm_blocks_from_views(pyshm_state *st, ShareMemObject *shm, PyObject *views, const char *op,
+                            BlockObject **blocks)
+{
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(views);
+    Py_ssize_t i = 0;
+    int rc = 0;
+    for (; i < n; i++) {
+        blocks[i] = pyshm_block_from_view(st, shm, PySequence_Fast_GET_ITEM(views, i), op);
+        if (!blocks[i]) {
+            rc = -1;
+            break;
+        }
+        if (blocks[i]->marked) {
+            PyErr_Format(PyExc_ValueError, "%s(): item %zd is a block listed twice", op, i);
+            rc = -1;
+            break;
+        }
+        blocks[i]->marked = 1;
+    }
+    for (Py_ssize_t j = 0; j < i; j++)
+        blocks[j]->marked = 0;
+    return rc;
+}
+
+PyObject *pyshm_block_view_list(pyshm_state *st, ShareMemObject *shm, const struct pyshm_taken_block *taken,
+                                Py_ssize_t n)
+{
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size_t slot = (size_t)(taken[i].pool - shm->region.pools);
+        PyObject *view = list ? pyshm_block_view_new(st, shm, slot, taken[i].index, taken[i].gen,
+                                                     (Py_ssize_t)taken[i].pool->elt_size)
+                              : NULL;
+        if (!view) {
+            /* Give every other block back (view_new gave back block i); the views made
+             * so far were never seen by the caller and die with the list. */
+            for (Py_ssize_t j = 0; j < n; j++) {
+                uint64_t gen = taken[j].gen;
+                if (j != i || !list)
+                    pyshm_pool_put(taken[j].pool, taken[j].index, &gen);
+            }
+            Py_XDECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, view);
+    }
+    return list;
+}
+
+int pyshm_block_release_views(pyshm_state *st, BlockObject **blocks, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (pyshm_block_release_view(st, blocks[i]) < 0)
+            return -1;
     return 0;
 }
 

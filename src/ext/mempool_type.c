@@ -7,6 +7,7 @@ typedef struct {
     ShareMemObject *shm; /* NULL once this handle is cleaned up */
     struct pyshm_pool pool;
     size_t pool_slot;
+    PyObject *name; /* str or None */
 } MempoolObject;
 
 static int pool_check_open(MempoolObject *self)
@@ -18,17 +19,45 @@ static int pool_check_open(MempoolObject *self)
     return pyshm_shm_check_open(self->shm, "Mempool");
 }
 
+/* A handle on the pool at `offset` of shm (created or validated by the caller). Steals
+ * the reference to shm. */
+static PyObject *mempool_wrap(PyTypeObject *type, pyshm_state *st, ShareMemObject *shm,
+                              const struct pyshm_pool *pool)
+{
+    MempoolObject *self = (MempoolObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        Py_DECREF(shm);
+        return NULL;
+    }
+    self->state = st;
+    self->shm = shm;
+    self->pool = *pool;
+    if (pyshm_region_add_pool(&shm->region, pool) < 0) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->pool_slot = (size_t)pyshm_region_pool_slot(&shm->region, pool->offset);
+    self->name = pyshm_object_name(&shm->region, pool->offset);
+    if (!self->name) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
 static PyObject *mempool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"count", "elt_size", "flags", "shm", NULL};
-    PyObject *count_obj, *elt_obj, *flags_obj = NULL, *shm_obj = Py_None;
+    static char *kwlist[] = {"count", "elt_size", "flags", "shm", "name", NULL};
+    PyObject *count_obj, *elt_obj, *flags_obj = NULL, *shm_obj = Py_None, *name_obj = Py_None;
     uint64_t count, elt_size, flags = 0, footprint;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|OO:Mempool", kwlist, &count_obj, &elt_obj, &flags_obj,
-                                     &shm_obj))
+    const char *name;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|OO$O:Mempool", kwlist, &count_obj, &elt_obj, &flags_obj,
+                                     &shm_obj, &name_obj))
         return NULL;
     if (pyshm_uint64_arg(count_obj, "Mempool count", 1, &count) < 0 ||
         pyshm_uint64_arg(elt_obj, "Mempool elt_size", 1, &elt_size) < 0 ||
-        (flags_obj && pyshm_uint64_arg(flags_obj, "Mempool flags", 0, &flags) < 0))
+        (flags_obj && pyshm_uint64_arg(flags_obj, "Mempool flags", 0, &flags) < 0) ||
+        pyshm_name_arg(name_obj, &name) < 0)
         return NULL;
     if (flags & ~(uint64_t)PYSHM_MEMPOOL_FLAGS) {
         PyErr_Format(PyExc_ValueError, "Mempool flags: unknown bits 0x%llx (use MEMPOOL_F_SP_PUT, MEMPOOL_F_SC_GET)",
@@ -54,53 +83,166 @@ static PyObject *mempool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(shm);
         return NULL;
     }
-    MempoolObject *self = (MempoolObject *)type->tp_alloc(type, 0);
-    if (!self) {
-        Py_DECREF(shm);
-        return NULL;
-    }
-    self->state = st;
-    self->shm = shm;
-    int rc = pyshm_pool_create(&shm->region, count, elt_size, (uint32_t)flags, &self->pool);
+    struct pyshm_pool pool;
+    int rc = pyshm_pool_create(&shm->region, count, elt_size, (uint32_t)flags, name, &pool);
     if (rc < 0) {
         char what[96];
         PyOS_snprintf(what, sizeof(what), "Mempool(count=%llu, elt_size=%llu)", (unsigned long long)count,
                       (unsigned long long)elt_size);
         if (rc == -ENOSPC)
             pyshm_shm_raise_no_room(shm, what, footprint);
+        else if (rc == -EEXIST)
+            PyErr_Format(PyExc_ValueError, "this ShareMem already has an object named %R", name_obj);
         else
             pyshm_raise(st, rc, what);
-        Py_DECREF(self);
+        Py_DECREF(shm);
         return NULL;
     }
-    self->pool_slot = (size_t)pyshm_region_pool_slot(&shm->region, self->pool.offset);
-    return (PyObject *)self;
+    return mempool_wrap(type, st, shm, &pool);
+}
+
+/* A handle on the pool at a region offset, validated. */
+static PyObject *mempool_at(PyTypeObject *type, ShareMemObject *shm, uint64_t offset)
+{
+    struct pyshm_pool pool;
+    if (pyshm_pool_attach(&shm->region, offset, &pool) < 0) {
+        PyErr_Format(shm->state->CorruptionError, "no valid Mempool at offset %llu of this ShareMem",
+                     (unsigned long long)offset);
+        return NULL;
+    }
+    return mempool_wrap(type, shm->state, (ShareMemObject *)Py_NewRef(shm), &pool);
+}
+
+static PyObject *mempool_attach(PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs)
+{
+    pyshm_state *st = pyshm_state_of_type(type);
+    if (nargs != 2 || !Py_IS_TYPE(args[0], st->ShareMemType)) {
+        PyErr_SetString(PyExc_TypeError, "Mempool.attach(shm, name) takes a ShareMem and a name");
+        return NULL;
+    }
+    uint64_t offset;
+    if (pyshm_find_named((ShareMemObject *)args[0], args[1], PYSHM_KIND_POOL, &offset) < 0)
+        return NULL;
+    return mempool_at(type, (ShareMemObject *)args[0], offset);
+}
+
+static PyObject *mempool_from_offset(PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs)
+{
+    pyshm_state *st = pyshm_state_of_type(type);
+    uint64_t offset;
+    if (nargs != 2 || !Py_IS_TYPE(args[0], st->ShareMemType)) {
+        PyErr_SetString(PyExc_TypeError, "Mempool._from_offset(shm, offset)");
+        return NULL;
+    }
+    if (pyshm_uint64_arg(args[1], "offset", 0, &offset) < 0 ||
+        pyshm_shm_check_open((ShareMemObject *)args[0], "Mempool") < 0)
+        return NULL;
+    return mempool_at(type, (ShareMemObject *)args[0], offset);
+}
+
+static PyObject *mempool_reduce(MempoolObject *self, PyObject *Py_UNUSED(unused))
+{
+    if (pool_check_open(self) < 0)
+        return NULL;
+    PyObject *rebuild = PyObject_GetAttrString((PyObject *)Py_TYPE(self), "_from_offset");
+    if (!rebuild)
+        return NULL;
+    return Py_BuildValue("N(OK)", rebuild, self->shm, (unsigned long long)self->pool.offset);
 }
 
 static void mempool_dealloc(MempoolObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
     Py_XDECREF(self->shm);
+    Py_XDECREF(self->name);
     type->tp_free(self);
     Py_DECREF(type);
 }
 
-static PyObject *mempool_get(MempoolObject *self, PyObject *Py_UNUSED(unused))
+struct get_attempt {
+    const struct pyshm_pool *pool;
+    uint64_t *indices;
+    uint64_t *gens;
+    uint64_t max; /* 0: one block through the single-block path */
+};
+
+static int try_get(void *ctx)
 {
+    struct get_attempt *a = ctx;
+    if (a->max == 0)
+        return pyshm_pool_get(a->pool, a->indices, a->gens);
+    return (int)pyshm_pool_get_burst(a->pool, a->indices, a->gens, a->max);
+}
+
+static int get_waiting(MempoolObject *self, struct get_attempt *a, const struct pyshm_wait_options *opts)
+{
+    int rc = pyshm_wait_until(self->shm, &self->pool.free_queue.counters->not_empty, -PYSHM_EEMPTY, try_get, a,
+                              opts);
+    if (rc == -PYSHM_EEMPTY)
+        PyErr_Format(self->state->EmptyError, "Mempool is empty: all %llu blocks are in use",
+                     (unsigned long long)self->pool.count);
+    else if (rc < 0)
+        pyshm_raise(self->state, rc, "Mempool.get");
+    return rc;
+}
+
+static PyObject *mempool_get(MempoolObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static char *kwlist[] = {"block", "timeout", NULL};
+    struct pyshm_wait_options opts = {0, UINT64_MAX};
+    if (nargs || kwnames) {
+        PyObject *block = NULL, *timeout = NULL;
+        if (pyshm_parse_call(args, nargs, kwnames, "|$OO:get", kwlist, &block, &timeout) < 0 ||
+            pyshm_wait_options(block, timeout, &opts) < 0)
+            return NULL;
+    }
     if (pool_check_open(self) < 0)
         return NULL;
     uint64_t index, gen;
-    int rc = pyshm_pool_get(&self->pool, &index, &gen);
-    if (rc < 0) {
-        if (rc == -PYSHM_EEMPTY)
-            PyErr_Format(self->state->EmptyError, "Mempool is empty: all %llu blocks are in use",
-                         (unsigned long long)self->pool.count);
-        else
-            pyshm_raise(self->state, rc, "Mempool.get");
+    struct get_attempt a = {&self->pool, &index, &gen, 0};
+    if (get_waiting(self, &a, &opts) < 0)
         return NULL;
-    }
     return pyshm_block_view_new(self->state, self->shm, self->pool_slot, index, gen,
                                 (Py_ssize_t)self->pool.elt_size);
+}
+
+static PyObject *mempool_get_many(MempoolObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    static char *kwlist[] = {"n", "block", "timeout", NULL};
+    Py_ssize_t n;
+    PyObject *block = NULL, *timeout = NULL;
+    struct pyshm_wait_options opts;
+    if (pyshm_parse_call(args, nargs, kwnames, "n|$OO:get_many", kwlist, &n, &block, &timeout) < 0 ||
+        pyshm_wait_options(block, timeout, &opts) < 0 || pool_check_open(self) < 0)
+        return NULL;
+    if (n < 1) {
+        PyErr_Format(PyExc_ValueError, "get_many(n): n must be >= 1, got %zd", n);
+        return NULL;
+    }
+    if ((uint64_t)n > self->pool.count)
+        n = (Py_ssize_t)self->pool.count;
+    if (n > INT_MAX / 2)
+        n = INT_MAX / 2; /* counts travel as int */
+    uint64_t *indices = PyMem_Malloc((size_t)n * 2 * sizeof(uint64_t));
+    struct pyshm_taken_block *taken = PyMem_Malloc((size_t)n * sizeof(*taken));
+    PyObject *list = NULL;
+    if (!indices || !taken) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    struct get_attempt a = {&self->pool, indices, indices + n, (uint64_t)n};
+    int got = get_waiting(self, &a, &opts);
+    if (got < 0)
+        goto done;
+    const struct pyshm_pool *pool = &self->shm->region.pools[self->pool_slot];
+    for (int i = 0; i < got; i++)
+        taken[i] = (struct pyshm_taken_block){pool, indices[i], indices[n + i]};
+    list = pyshm_block_view_list(self->state, self->shm, taken, got);
+done:
+    PyMem_Free(indices);
+    PyMem_Free(taken);
+    return list;
 }
 
 static PyObject *mempool_put(MempoolObject *self, PyObject *view)
@@ -122,6 +264,47 @@ static PyObject *mempool_put(MempoolObject *self, PyObject *view)
     if (pyshm_block_release_view(self->state, block) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+static PyObject *mempool_put_many(MempoolObject *self, PyObject *views)
+{
+    if (pool_check_open(self) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(views, "put_many() takes a list or tuple of block views");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    BlockObject **blocks = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(*blocks));
+    uint64_t *indices = PyMem_Malloc((size_t)(n ? n : 1) * 2 * sizeof(uint64_t));
+    PyObject *result = NULL;
+    if (!blocks || !indices) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (pyshm_blocks_from_views(self->state, self->shm, seq, "put_many", blocks) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (blocks[i]->pool_slot != self->pool_slot) {
+            PyErr_Format(PyExc_ValueError, "put_many(): item %zd belongs to another Mempool", i);
+            goto done;
+        }
+        indices[i] = blocks[i]->index;
+        indices[n + i] = blocks[i]->gen;
+    }
+    int rc = n ? pyshm_pool_put_burst(&self->pool, indices, indices + n, (uint64_t)n) : 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        blocks[i]->gen = indices[n + i];
+    if (rc < 0) {
+        pyshm_raise(self->state, rc, "Mempool.put_many");
+        goto done;
+    }
+    if (pyshm_block_release_views(self->state, blocks, n) == 0)
+        result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(blocks);
+    PyMem_Free(indices);
+    Py_DECREF(seq);
+    return result;
 }
 
 static PyObject *mempool_cleanup(MempoolObject *self, PyObject *Py_UNUSED(unused))
@@ -172,6 +355,11 @@ static PyObject *mempool_get_shm(MempoolObject *self, void *Py_UNUSED(closure))
     return Py_NewRef(self->shm);
 }
 
+static PyObject *mempool_get_name(MempoolObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->name);
+}
+
 static PyObject *mempool_repr(MempoolObject *self)
 {
     return PyUnicode_FromFormat("<pyshm.Mempool count=%llu elt_size=%llu%s>", (unsigned long long)self->pool.count,
@@ -179,8 +367,18 @@ static PyObject *mempool_repr(MempoolObject *self)
 }
 
 static PyMethodDef mempool_methods[] = {
-    {"get", (PyCFunction)mempool_get, METH_NOARGS,
-     "get() -> memoryview: the oldest free block, writable. EmptyError if none is free."},
+    {"get", (PyCFunction)(void (*)(void))mempool_get, METH_FASTCALL | METH_KEYWORDS,
+     "get(*, block=False, timeout=None) -> memoryview: the oldest free block, writable.\n"
+     "EmptyError if none is free (after waiting, if block is true)."},
+    {"get_many", (PyCFunction)(void (*)(void))mempool_get_many, METH_FASTCALL | METH_KEYWORDS,
+     "get_many(n, *, block=False, timeout=None) -> list: 1 to n free blocks."},
+    {"put_many", (PyCFunction)mempool_put_many, METH_O,
+     "put_many(views): give blocks back, all or none; their views are released."},
+    {"attach", (PyCFunction)(void (*)(void))mempool_attach, METH_FASTCALL | METH_CLASS,
+     "attach(shm, name): the Mempool created with this name in shm."},
+    {"_from_offset", (PyCFunction)(void (*)(void))mempool_from_offset, METH_FASTCALL | METH_CLASS,
+     "The Mempool at a region offset (used when unpickling)."},
+    {"__reduce__", (PyCFunction)mempool_reduce, METH_NOARGS, NULL},
     {"put", (PyCFunction)mempool_put, METH_O,
      "put(view): give a block back; the view is released. It must be the view get() or dequeue() "
      "returned."},
@@ -201,6 +399,7 @@ static PyGetSetDef mempool_getset[] = {
     {"used_count", (getter)mempool_get_used_count, NULL, "Blocks held or in rings right now.", NULL},
     {"closed", (getter)mempool_get_closed, NULL, "True after cleanup() here or of its ShareMem.", NULL},
     {"shm", (getter)mempool_get_shm, NULL, "The ShareMem the pool lives in (None once closed).", NULL},
+    {"name", (getter)mempool_get_name, NULL, "The pool's name in its ShareMem, or None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -210,7 +409,8 @@ static PyType_Slot mempool_slots[] = {
     {Py_tp_repr, mempool_repr},
     {Py_tp_methods, mempool_methods},
     {Py_tp_getset, mempool_getset},
-    {Py_tp_doc, "Mempool(count, elt_size, flags=0, shm=None): count blocks of elt_size bytes in shared memory."},
+    {Py_tp_doc, "Mempool(count, elt_size, flags=0, shm=None, *, name=None): count blocks of elt_size bytes in\n"
+                "shared memory."},
     {0, NULL},
 };
 

@@ -11,7 +11,19 @@ pyshm_state *pyshm_state_of_type(PyTypeObject *type)
 
 void pyshm_raise(pyshm_state *st, int rc, const char *what)
 {
+    if (rc == PYSHM_INTERRUPTED)
+        return; /* the signal handler's exception is set */
     switch (-rc) {
+    case ESHUTDOWN:
+        PyErr_Format(st->ShutDown, "%s: the ring was shut down", what);
+        break;
+    case PYSHM_ENOTREGION:
+        PyErr_Format(st->ShareMemError, "%s: not a pyshm region", what);
+        break;
+    case PYSHM_EVERSION:
+        PyErr_Format(st->ShareMemError, "%s: the region has another layout version (this pyshm reads version %u)",
+                     what, PYSHM_LAYOUT_VERSION);
+        break;
     case PYSHM_ECORRUPT:
         PyErr_Format(st->CorruptionError, "%s: shared memory holds a value no correct process writes", what);
         break;
@@ -67,6 +79,27 @@ int pyshm_uint64_arg(PyObject *obj, const char *name, uint64_t minimum, uint64_t
     return -1;
 }
 
+int pyshm_name_arg(PyObject *obj, const char **out)
+{
+    *out = NULL;
+    if (!obj || obj == Py_None)
+        return 0;
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "name must be a str, not %.100s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    Py_ssize_t len;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(obj, &len);
+    if (!utf8)
+        return -1;
+    if (len == 0 || len > PYSHM_NAME_MAX || memchr(utf8, 0, (size_t)len)) {
+        PyErr_Format(PyExc_ValueError, "name must be 1 to %d bytes of UTF-8 without NUL, got %R", PYSHM_NAME_MAX, obj);
+        return -1;
+    }
+    *out = utf8;
+    return 0;
+}
+
 PyObject *pyshm_enter(PyObject *self, PyObject *Py_UNUSED(unused)) { return Py_NewRef(self); }
 
 PyObject *pyshm_exit(PyObject *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
@@ -101,7 +134,6 @@ static int add_exceptions(PyObject *module, pyshm_state *st)
         return -1;
     PyObject *empty = PyObject_GetAttrString(queue, "Empty");
     PyObject *full = PyObject_GetAttrString(queue, "Full");
-    Py_DECREF(queue);
     int rc = -1;
     PyObject *bases = NULL;
     if (!empty || !full)
@@ -120,8 +152,17 @@ static int add_exceptions(PyObject *module, pyshm_state *st)
     Py_SETREF(bases, PyTuple_Pack(3, st->MempoolError, st->RingError, full));
     if (!bases || !(st->FullError = new_exception(module, "FullError", bases, "No room to enqueue.")))
         goto done;
+    /* queue.ShutDown exists from Python 3.13 on. */
+    PyObject *shutdown = PyObject_GetAttrString(queue, "ShutDown");
+    if (!shutdown)
+        PyErr_Clear();
+    Py_SETREF(bases, shutdown ? PyTuple_Pack(2, st->RingError, shutdown) : PyTuple_Pack(1, st->RingError));
+    Py_XDECREF(shutdown);
+    if (!bases || !(st->ShutDown = new_exception(module, "ShutDown", bases, "The ring was shut down.")))
+        goto done;
     rc = 0;
 done:
+    Py_DECREF(queue);
     Py_XDECREF(bases);
     Py_XDECREF(empty);
     Py_XDECREF(full);
@@ -163,6 +204,7 @@ static int pyshm_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->EmptyError);
     Py_VISIT(st->FullError);
     Py_VISIT(st->CorruptionError);
+    Py_VISIT(st->ShutDown);
     Py_VISIT(st->default_shm);
     return 0;
 }
@@ -181,6 +223,7 @@ static int pyshm_clear(PyObject *module)
     Py_CLEAR(st->EmptyError);
     Py_CLEAR(st->FullError);
     Py_CLEAR(st->CorruptionError);
+    Py_CLEAR(st->ShutDown);
     Py_CLEAR(st->default_shm);
     Py_CLEAR(st->str_release);
     return 0;

@@ -32,6 +32,7 @@ typedef struct {
     PyObject *EmptyError;
     PyObject *FullError;
     PyObject *CorruptionError;
+    PyObject *ShutDown;
     PyObject *default_shm; /* ShareMem.instance(), or NULL */
     PyObject *str_release;
 } pyshm_state;
@@ -40,8 +41,10 @@ typedef struct {
     PyObject_HEAD
     pyshm_state *state;
     struct pyshm_region region;
-    Py_ssize_t exports; /* buffers exported in this process */
+    Py_ssize_t exports; /* buffers exported in this process, and waits under way */
     int closed;
+    PyObject *name;        /* str, or None for an unnamed region */
+    PyObject *weakreflist; /* the package maps each region to one object per process */
 } ShareMemObject;
 
 /* The exporter behind one block view. Not visible in the module namespace. */
@@ -55,7 +58,30 @@ typedef struct {
     Py_ssize_t length;
     PyObject *view; /* borrowed: the memoryview handed out, NULL once released */
     int exported;   /* set by the one export; a Block is never exported again */
+    int marked;     /* scratch flag: finds a block listed twice in one bulk call */
 } BlockObject;
+
+/* An error that has already set its Python exception (a signal handler raised). */
+#define PYSHM_INTERRUPTED (-1000000)
+
+/* waiting.c */
+struct pyshm_wait_options {
+    int block;
+    uint64_t deadline_ns; /* UINT64_MAX: no deadline */
+};
+/* From the block= and timeout= arguments (either may be NULL), as queue.Queue reads them. */
+int pyshm_wait_options(PyObject *block, PyObject *timeout, struct pyshm_wait_options *out);
+/* PyArg_ParseTupleAndKeywords for a METH_FASTCALL | METH_KEYWORDS call: the slow path
+ * of methods whose common call has no keywords. */
+int pyshm_parse_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, const char *format,
+                     char **kwlist, ...);
+/* One try of an operation that may have to wait: its core return code. */
+typedef int (*pyshm_attempt_fn)(void *ctx);
+/* Try until attempt() returns something other than `again`, sleeping on `point` between
+ * tries if opts allow; returns the last code, `again` after the deadline, or
+ * PYSHM_INTERRUPTED when a signal handler raised. attempt() runs with the GIL held. */
+int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, int again, pyshm_attempt_fn attempt,
+                     void *ctx, const struct pyshm_wait_options *opts);
 
 /* module.c */
 pyshm_state *pyshm_state_of_type(PyTypeObject *type);
@@ -74,6 +100,8 @@ ShareMemObject *pyshm_shm_create(pyshm_state *st, uint64_t size);
 ShareMemObject *pyshm_shm_resolve(pyshm_state *st, PyObject *shm);
 /* 0 if usable, else -1 with ValueError naming `what`. */
 int pyshm_shm_check_open(ShareMemObject *shm, const char *what);
+/* The name stored in the header of the object at `offset`, or None. New reference. */
+PyObject *pyshm_object_name(const struct pyshm_region *r, uint64_t offset);
 /* Raise ValueError for a carve that did not fit. */
 void pyshm_shm_raise_no_room(ShareMemObject *shm, const char *what, uint64_t needed);
 
@@ -89,6 +117,23 @@ PyObject *pyshm_block_view_new(pyshm_state *st, ShareMemObject *shm, size_t pool
 BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op);
 /* Release the view after its block was handed back: any later access raises ValueError. */
 int pyshm_block_release_view(pyshm_state *st, BlockObject *block);
+/* pyshm_block_from_view for every item of a list or tuple `views` (from
+ * PySequence_Fast), refusing a block listed twice. Fills blocks[] (borrowed). */
+int pyshm_blocks_from_views(pyshm_state *st, ShareMemObject *shm, PyObject *views, const char *op,
+                            BlockObject **blocks);
+/* The views of blocks just taken, as a new list; blocks that cannot be wrapped go back
+ * to their pools. */
+PyObject *pyshm_block_view_list(pyshm_state *st, ShareMemObject *shm, const struct pyshm_taken_block *taken,
+                                Py_ssize_t n);
+/* Release the views of blocks handed back by a bulk call. */
+int pyshm_block_release_views(pyshm_state *st, BlockObject **blocks, Py_ssize_t n);
+
+/* An object's name argument: NULL (no error) for None, else a str of 1 to
+ * PYSHM_NAME_MAX UTF-8 bytes; -1 with ValueError/TypeError otherwise. */
+int pyshm_name_arg(PyObject *obj, const char **out);
+/* The region offset of the object `name` of `kind` in shm, or -1 with ValueError
+ * ("no Mempool named ...", "... is a Ring, not a Mempool"). */
+int pyshm_find_named(ShareMemObject *shm, PyObject *name, uint32_t kind, uint64_t *offset);
 
 /* mempool_type.c, ring_type.c */
 int pyshm_mempool_module_init(PyObject *module, pyshm_state *st);

@@ -6,6 +6,7 @@ typedef struct {
     pyshm_state *state;
     ShareMemObject *shm; /* NULL once this handle is cleaned up */
     struct pyshm_block_ring ring;
+    PyObject *name; /* str or None */
 } RingObject;
 
 static int ring_check_open(RingObject *self)
@@ -17,15 +18,37 @@ static int ring_check_open(RingObject *self)
     return pyshm_shm_check_open(self->shm, "Ring");
 }
 
+/* A handle on a ring created or validated by the caller. Steals the reference to shm. */
+static PyObject *ring_wrap(PyTypeObject *type, ShareMemObject *shm, const struct pyshm_block_ring *ring)
+{
+    RingObject *self = (RingObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        Py_DECREF(shm);
+        return NULL;
+    }
+    self->state = shm->state;
+    self->shm = shm;
+    self->ring = *ring;
+    self->name = pyshm_object_name(&shm->region, ring->offset);
+    if (!self->name) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
 static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"count", "flags", "shm", NULL};
-    PyObject *count_obj, *flags_obj = NULL, *shm_obj = Py_None;
+    static char *kwlist[] = {"count", "flags", "shm", "name", NULL};
+    PyObject *count_obj, *flags_obj = NULL, *shm_obj = Py_None, *name_obj = Py_None;
     uint64_t count, flags = 0, footprint;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO:Ring", kwlist, &count_obj, &flags_obj, &shm_obj))
+    const char *name;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO$O:Ring", kwlist, &count_obj, &flags_obj, &shm_obj,
+                                     &name_obj))
         return NULL;
     if (pyshm_uint64_arg(count_obj, "Ring count", 1, &count) < 0 ||
-        (flags_obj && pyshm_uint64_arg(flags_obj, "Ring flags", 0, &flags) < 0))
+        (flags_obj && pyshm_uint64_arg(flags_obj, "Ring flags", 0, &flags) < 0) ||
+        pyshm_name_arg(name_obj, &name) < 0)
         return NULL;
     if (flags & ~(uint64_t)PYSHM_RING_FLAGS) {
         PyErr_Format(PyExc_ValueError, "Ring flags: unknown bits 0x%llx (use RING_F_SP_ENQ, RING_F_SC_DEQ)",
@@ -49,87 +72,273 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(shm);
         return NULL;
     }
-    RingObject *self = (RingObject *)type->tp_alloc(type, 0);
-    if (!self) {
-        Py_DECREF(shm);
-        return NULL;
-    }
-    self->state = st;
-    self->shm = shm;
-    int rc = pyshm_block_ring_create(&shm->region, count, (uint32_t)flags, &self->ring);
+    struct pyshm_block_ring ring;
+    int rc = pyshm_block_ring_create(&shm->region, count, (uint32_t)flags, name, &ring);
     if (rc < 0) {
         char what[64];
         PyOS_snprintf(what, sizeof(what), "Ring(count=%llu)", (unsigned long long)count);
         if (rc == -ENOSPC)
             pyshm_shm_raise_no_room(shm, what, footprint);
+        else if (rc == -EEXIST)
+            PyErr_Format(PyExc_ValueError, "this ShareMem already has an object named %R", name_obj);
         else
             pyshm_raise(st, rc, what);
-        Py_DECREF(self);
+        Py_DECREF(shm);
         return NULL;
     }
-    return (PyObject *)self;
+    return ring_wrap(type, shm, &ring);
+}
+
+static PyObject *ring_at(PyTypeObject *type, ShareMemObject *shm, uint64_t offset)
+{
+    struct pyshm_block_ring ring;
+    if (pyshm_block_ring_attach(&shm->region, offset, &ring) < 0) {
+        PyErr_Format(shm->state->CorruptionError, "no valid Ring at offset %llu of this ShareMem",
+                     (unsigned long long)offset);
+        return NULL;
+    }
+    return ring_wrap(type, (ShareMemObject *)Py_NewRef(shm), &ring);
+}
+
+static PyObject *ring_attach(PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs)
+{
+    pyshm_state *st = pyshm_state_of_type(type);
+    if (nargs != 2 || !Py_IS_TYPE(args[0], st->ShareMemType)) {
+        PyErr_SetString(PyExc_TypeError, "Ring.attach(shm, name) takes a ShareMem and a name");
+        return NULL;
+    }
+    uint64_t offset;
+    if (pyshm_find_named((ShareMemObject *)args[0], args[1], PYSHM_KIND_RING, &offset) < 0)
+        return NULL;
+    return ring_at(type, (ShareMemObject *)args[0], offset);
+}
+
+static PyObject *ring_from_offset(PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs)
+{
+    pyshm_state *st = pyshm_state_of_type(type);
+    uint64_t offset;
+    if (nargs != 2 || !Py_IS_TYPE(args[0], st->ShareMemType)) {
+        PyErr_SetString(PyExc_TypeError, "Ring._from_offset(shm, offset)");
+        return NULL;
+    }
+    if (pyshm_uint64_arg(args[1], "offset", 0, &offset) < 0 ||
+        pyshm_shm_check_open((ShareMemObject *)args[0], "Ring") < 0)
+        return NULL;
+    return ring_at(type, (ShareMemObject *)args[0], offset);
+}
+
+static PyObject *ring_reduce(RingObject *self, PyObject *Py_UNUSED(unused))
+{
+    if (ring_check_open(self) < 0)
+        return NULL;
+    PyObject *rebuild = PyObject_GetAttrString((PyObject *)Py_TYPE(self), "_from_offset");
+    if (!rebuild)
+        return NULL;
+    return Py_BuildValue("N(OK)", rebuild, self->shm, (unsigned long long)self->ring.offset);
 }
 
 static void ring_dealloc(RingObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
     Py_XDECREF(self->shm);
+    Py_XDECREF(self->name);
     type->tp_free(self);
     Py_DECREF(type);
 }
 
-static PyObject *ring_enqueue(RingObject *self, PyObject *view)
+/* Raise the exception for a failed enqueue or dequeue. */
+static void ring_raise(RingObject *self, int rc, const char *what)
 {
+    if (rc == -PYSHM_EFULL)
+        PyErr_Format(self->state->FullError, "Ring is full (%llu entries)",
+                     (unsigned long long)self->ring.ring.capacity);
+    else if (rc == -PYSHM_EEMPTY)
+        PyErr_SetString(self->state->EmptyError, "Ring is empty");
+    else
+        pyshm_raise(self->state, rc, what);
+}
+
+struct enqueue_attempt {
+    const struct pyshm_block_ring *ring;
+    struct pyshm_held_block *blocks;
+    uint64_t n;
+};
+
+static int try_enqueue(void *ctx)
+{
+    struct enqueue_attempt *a = ctx;
+    return pyshm_block_ring_enqueue_burst(a->ring, a->blocks, a->n);
+}
+
+/* Hand blocks[0..n) to the ring, waiting for room as opts allow; release their views. */
+static PyObject *enqueue_blocks(RingObject *self, BlockObject **blocks, Py_ssize_t n,
+                                const struct pyshm_wait_options *opts, const char *what)
+{
+    struct pyshm_held_block one, *held = n == 1 ? &one : PyMem_Malloc((size_t)(n ? n : 1) * sizeof(*held));
+    if (!held)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++)
+        held[i] = (struct pyshm_held_block){&self->shm->region.pools[blocks[i]->pool_slot], blocks[i]->index,
+                                            blocks[i]->gen};
+    struct enqueue_attempt a = {&self->ring, held, (uint64_t)n};
+    int rc = n ? pyshm_wait_until(self->shm, &self->ring.ring.counters->not_full, -PYSHM_EFULL, try_enqueue, &a,
+                                  opts)
+               : 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        blocks[i]->gen = held[i].gen;
+    if (held != &one)
+        PyMem_Free(held);
+    if (rc < 0) {
+        ring_raise(self, rc, what);
+        return NULL;
+    }
+    if (pyshm_block_release_views(self->state, blocks, n) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *ring_enqueue(RingObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static char *kwlist[] = {"buf", "block", "timeout", NULL};
+    struct pyshm_wait_options opts = {0, UINT64_MAX};
+    PyObject *view;
+    if (nargs == 1 && !kwnames) {
+        view = args[0];
+    } else {
+        PyObject *block = NULL, *timeout = NULL;
+        if (pyshm_parse_call(args, nargs, kwnames, "O|$OO:enqueue", kwlist, &view, &block, &timeout) < 0 ||
+            pyshm_wait_options(block, timeout, &opts) < 0)
+            return NULL;
+    }
     if (ring_check_open(self) < 0)
         return NULL;
     BlockObject *block = pyshm_block_from_view(self->state, self->shm, view, "enqueue");
     if (!block)
         return NULL;
-    const struct pyshm_pool *pool = &self->shm->region.pools[block->pool_slot];
-    int rc = pyshm_block_ring_enqueue(&self->ring, pool, block->index, &block->gen);
-    if (rc < 0) {
-        if (rc == -PYSHM_EFULL)
-            PyErr_Format(self->state->FullError, "Ring is full (%llu entries)",
-                         (unsigned long long)self->ring.ring.capacity);
-        else
-            pyshm_raise(self->state, rc, "Ring.enqueue");
+    return enqueue_blocks(self, &block, 1, &opts, "Ring.enqueue");
+}
+
+static PyObject *ring_enqueue_many(RingObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static char *kwlist[] = {"views", "block", "timeout", NULL};
+    struct pyshm_wait_options opts;
+    PyObject *views, *block = NULL, *timeout = NULL;
+    if (pyshm_parse_call(args, nargs, kwnames, "O|$OO:enqueue_many", kwlist, &views, &block, &timeout) < 0 ||
+        pyshm_wait_options(block, timeout, &opts) < 0 || ring_check_open(self) < 0)
         return NULL;
-    }
-    if (pyshm_block_release_view(self->state, block) < 0)
+    PyObject *seq = PySequence_Fast(views, "enqueue_many() takes a list or tuple of block views");
+    if (!seq)
         return NULL;
-    Py_RETURN_NONE;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *result = NULL;
+    BlockObject **blocks = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(*blocks));
+    if (!blocks)
+        PyErr_NoMemory();
+    else if ((uint64_t)n > self->ring.ring.capacity)
+        PyErr_Format(PyExc_ValueError, "enqueue_many(): %zd blocks can never fit a Ring of %llu entries", n,
+                     (unsigned long long)self->ring.ring.capacity);
+    else if (pyshm_blocks_from_views(self->state, self->shm, seq, "enqueue_many", blocks) == 0)
+        result = enqueue_blocks(self, blocks, n, &opts, "Ring.enqueue_many");
+    PyMem_Free(blocks);
+    Py_DECREF(seq);
+    return result;
+}
+
+struct dequeue_attempt {
+    const struct pyshm_block_ring *ring;
+    struct pyshm_region *region;
+    uint64_t min_size;
+    struct pyshm_taken_block *taken;
+    uint64_t max; /* 0: one block through the single-block path */
+};
+
+static int try_dequeue(void *ctx)
+{
+    struct dequeue_attempt *a = ctx;
+    if (a->max == 0)
+        return pyshm_block_ring_dequeue(a->ring, a->region, a->min_size, a->taken);
+    return (int)pyshm_block_ring_dequeue_burst(a->ring, a->region, a->taken, a->max);
+}
+
+static int dequeue_waiting(RingObject *self, struct dequeue_attempt *a, const struct pyshm_wait_options *opts,
+                           const char *what)
+{
+    int rc = pyshm_wait_until(self->shm, &self->ring.ring.counters->not_empty, -PYSHM_EEMPTY, try_dequeue, a,
+                              opts);
+    if (rc == -PYSHM_ETOOBIG)
+        PyErr_Format(PyExc_ValueError, "dequeue(size=%llu): the next block has fewer bytes",
+                     (unsigned long long)a->min_size);
+    else if (rc < 0)
+        ring_raise(self, rc, what);
+    return rc;
 }
 
 static PyObject *ring_dequeue(RingObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    /* Hand-parsed: this is the hot path, and its one argument is optional. */
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs + nkw > 1 ||
-        (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "size") != 0)) {
-        PyErr_SetString(PyExc_TypeError, "dequeue() takes one optional argument: size");
-        return NULL;
+    static char *kwlist[] = {"size", "block", "timeout", NULL};
+    struct pyshm_wait_options opts = {0, UINT64_MAX};
+    PyObject *size_obj = NULL;
+    if (nargs <= 1 && !kwnames) {
+        size_obj = nargs ? args[0] : NULL;
+    } else {
+        PyObject *block = NULL, *timeout = NULL;
+        if (pyshm_parse_call(args, nargs, kwnames, "|O$OO:dequeue", kwlist, &size_obj, &block, &timeout) < 0 ||
+            pyshm_wait_options(block, timeout, &opts) < 0)
+            return NULL;
     }
-    PyObject *size_obj = nargs + nkw ? args[0] : NULL;
     if (ring_check_open(self) < 0)
         return NULL;
     uint64_t size = 0;
     if (size_obj && size_obj != Py_None && pyshm_uint64_arg(size_obj, "dequeue size", 1, &size) < 0)
         return NULL;
     struct pyshm_taken_block taken;
-    int rc = pyshm_block_ring_dequeue(&self->ring, &self->shm->region, size, &taken);
-    if (rc < 0) {
-        if (rc == -PYSHM_EEMPTY)
-            PyErr_SetString(self->state->EmptyError, "Ring is empty");
-        else if (rc == -PYSHM_ETOOBIG)
-            PyErr_Format(PyExc_ValueError, "dequeue(size=%llu): the next block has fewer bytes",
-                         (unsigned long long)size);
-        else
-            pyshm_raise(self->state, rc, "Ring.dequeue");
+    struct dequeue_attempt a = {&self->ring, &self->shm->region, size, &taken, 0};
+    if (dequeue_waiting(self, &a, &opts, "Ring.dequeue") < 0)
         return NULL;
-    }
     size_t slot = (size_t)(taken.pool - self->shm->region.pools);
     Py_ssize_t length = (Py_ssize_t)(size ? size : taken.pool->elt_size);
     return pyshm_block_view_new(self->state, self->shm, slot, taken.index, taken.gen, length);
+}
+
+static PyObject *ring_dequeue_many(RingObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static char *kwlist[] = {"n", "block", "timeout", NULL};
+    Py_ssize_t n;
+    PyObject *block = NULL, *timeout = NULL;
+    struct pyshm_wait_options opts;
+    if (pyshm_parse_call(args, nargs, kwnames, "n|$OO:dequeue_many", kwlist, &n, &block, &timeout) < 0 ||
+        pyshm_wait_options(block, timeout, &opts) < 0 || ring_check_open(self) < 0)
+        return NULL;
+    if (n < 1) {
+        PyErr_Format(PyExc_ValueError, "dequeue_many(n): n must be >= 1, got %zd", n);
+        return NULL;
+    }
+    if ((uint64_t)n > self->ring.ring.capacity)
+        n = (Py_ssize_t)self->ring.ring.capacity;
+    if (n > INT_MAX / 2)
+        n = INT_MAX / 2; /* counts travel as int */
+    struct pyshm_taken_block *taken = PyMem_Malloc((size_t)n * sizeof(*taken));
+    if (!taken)
+        return PyErr_NoMemory();
+    struct dequeue_attempt a = {&self->ring, &self->shm->region, 0, taken, (uint64_t)n};
+    int got = dequeue_waiting(self, &a, &opts, "Ring.dequeue_many");
+    PyObject *list = got < 0 ? NULL : pyshm_block_view_list(self->state, self->shm, taken, got);
+    PyMem_Free(taken);
+    return list;
+}
+
+static PyObject *ring_shutdown(RingObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static char *kwlist[] = {"immediate", NULL};
+    int immediate = 0;
+    if (pyshm_parse_call(args, nargs, kwnames, "|p:shutdown", kwlist, &immediate) < 0 || ring_check_open(self) < 0)
+        return NULL;
+    pyshm_block_ring_shutdown(&self->ring, immediate);
+    if (immediate && pyshm_block_ring_drain(&self->ring, &self->shm->region) < 0) {
+        pyshm_raise(self->state, -PYSHM_ECORRUPT, "Ring.shutdown");
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *ring_cleanup(RingObject *self, PyObject *Py_UNUSED(unused))
@@ -179,6 +388,15 @@ static PyObject *ring_get_shm(RingObject *self, void *Py_UNUSED(closure))
     return Py_NewRef(self->shm);
 }
 
+static PyObject *ring_get_name(RingObject *self, void *Py_UNUSED(closure)) { return Py_NewRef(self->name); }
+
+static PyObject *ring_get_is_shutdown(RingObject *self, void *Py_UNUSED(closure))
+{
+    if (ring_check_open(self) < 0)
+        return NULL;
+    return PyBool_FromLong(pyshm_block_ring_shutdown_state(&self->ring) != PYSHM_RING_OPEN);
+}
+
 static PyObject *ring_repr(RingObject *self)
 {
     return PyUnicode_FromFormat("<pyshm.Ring count=%llu%s>", (unsigned long long)self->ring.ring.capacity,
@@ -186,10 +404,24 @@ static PyObject *ring_repr(RingObject *self)
 }
 
 static PyMethodDef ring_methods[] = {
-    {"enqueue", (PyCFunction)ring_enqueue, METH_O,
-     "enqueue(view): hand a block to the ring; the view is released. FullError if the ring is full."},
+    {"enqueue", (PyCFunction)(void (*)(void))ring_enqueue, METH_FASTCALL | METH_KEYWORDS,
+     "enqueue(buf, *, block=False, timeout=None): hand a block to the ring; the view is released.\n"
+     "FullError if the ring is full (after waiting, if block is true); ShutDown after shutdown()."},
+    {"enqueue_many", (PyCFunction)(void (*)(void))ring_enqueue_many, METH_FASTCALL | METH_KEYWORDS,
+     "enqueue_many(views, *, block=False, timeout=None): hand over all blocks, in order, or none."},
     {"dequeue", (PyCFunction)(void (*)(void))ring_dequeue, METH_FASTCALL | METH_KEYWORDS,
-     "dequeue(size=None) -> memoryview: the oldest block, now yours. EmptyError if the ring is empty."},
+     "dequeue(size=None, *, block=False, timeout=None) -> memoryview: the oldest block, now yours.\n"
+     "EmptyError if the ring is empty; ShutDown once it is shut down and drained."},
+    {"dequeue_many", (PyCFunction)(void (*)(void))ring_dequeue_many, METH_FASTCALL | METH_KEYWORDS,
+     "dequeue_many(n, *, block=False, timeout=None) -> list: 1 to n of the oldest blocks."},
+    {"shutdown", (PyCFunction)(void (*)(void))ring_shutdown, METH_FASTCALL | METH_KEYWORDS,
+     "shutdown(immediate=False): refuse new blocks, wake every waiter in every process; with\n"
+     "immediate=True also return the blocks still queued to their pools."},
+    {"attach", (PyCFunction)(void (*)(void))ring_attach, METH_FASTCALL | METH_CLASS,
+     "attach(shm, name): the Ring created with this name in shm."},
+    {"_from_offset", (PyCFunction)(void (*)(void))ring_from_offset, METH_FASTCALL | METH_CLASS,
+     "The Ring at a region offset (used when unpickling)."},
+    {"__reduce__", (PyCFunction)ring_reduce, METH_NOARGS, NULL},
     {"cleanup", (PyCFunction)ring_cleanup, METH_NOARGS, "Close this process's handle."},
     {"close", (PyCFunction)ring_cleanup, METH_NOARGS, "Alias of cleanup()."},
     {"__enter__", pyshm_enter, METH_NOARGS, NULL},
@@ -204,6 +436,8 @@ static PyGetSetDef ring_getset[] = {
     {"free_count", (getter)ring_get_free_count, NULL, "Room left right now.", NULL},
     {"closed", (getter)ring_get_closed, NULL, "True after cleanup() here or of its ShareMem.", NULL},
     {"shm", (getter)ring_get_shm, NULL, "The ShareMem the ring lives in (None once closed).", NULL},
+    {"name", (getter)ring_get_name, NULL, "The ring's name in its ShareMem, or None.", NULL},
+    {"is_shutdown", (getter)ring_get_is_shutdown, NULL, "True once shutdown() was called in any process.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -214,7 +448,7 @@ static PyType_Slot ring_slots[] = {
     {Py_tp_methods, ring_methods},
     {Py_tp_getset, ring_getset},
     {Py_sq_length, ring_length},
-    {Py_tp_doc, "Ring(count, flags=0, shm=None): a lock-free FIFO of blocks between processes."},
+    {Py_tp_doc, "Ring(count, flags=0, shm=None, *, name=None): a lock-free FIFO of blocks between processes."},
     {0, NULL},
 };
 

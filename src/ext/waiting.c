@@ -1,0 +1,106 @@
+/*
+ * waiting.c - block=/timeout= for every call that can wait, with queue.Queue semantics.
+ *
+ * The ordering protocol lives in src/core/wait.h; this file adds what only the binding
+ * can: releasing the GIL while asleep, running signal handlers between sleeps (so
+ * Ctrl-C raises KeyboardInterrupt within one sleep slice), and keeping the region
+ * mapped while no lock protects it.
+ */
+#include "pyshm_ext.h"
+
+#include <float.h>
+
+/* Tries before going to sleep: long enough to catch a peer that is mid-operation, short
+ * enough not to starve it of the CPU on a machine with few cores. */
+#define SPIN_TRIES 64
+
+int pyshm_wait_options(PyObject *block, PyObject *timeout, struct pyshm_wait_options *out)
+{
+    out->block = 0;
+    out->deadline_ns = UINT64_MAX;
+    if (block) {
+        int truth = PyObject_IsTrue(block);
+        if (truth < 0)
+            return -1;
+        out->block = truth;
+    }
+    if (!timeout || timeout == Py_None || !out->block)
+        return 0;
+    double seconds = PyFloat_AsDouble(timeout);
+    if (seconds == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(seconds >= 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+        return -1;
+    }
+    if (seconds < 1e9) /* longer is forever, for any practical purpose */
+        out->deadline_ns = pyshm_now_ns() + (uint64_t)(seconds * 1e9);
+    return 0;
+}
+
+int pyshm_parse_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, const char *format,
+                     char **kwlist, ...)
+{
+    PyObject *tuple = PyTuple_New(nargs);
+    if (!tuple)
+        return -1;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    PyObject *dict = NULL;
+    if (kwnames) {
+        dict = PyDict_New();
+        for (Py_ssize_t i = 0; dict && i < PyTuple_GET_SIZE(kwnames); i++)
+            if (PyDict_SetItem(dict, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
+                Py_CLEAR(dict);
+        if (!dict) {
+            Py_DECREF(tuple);
+            return -1;
+        }
+    }
+    va_list va;
+    va_start(va, kwlist);
+    int ok = PyArg_VaParseTupleAndKeywords(tuple, dict, format, kwlist, va);
+    va_end(va);
+    Py_DECREF(tuple);
+    Py_XDECREF(dict);
+    return ok ? 0 : -1;
+}
+
+int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, int again, pyshm_attempt_fn attempt,
+                     void *ctx, const struct pyshm_wait_options *opts)
+{
+    int rc = attempt(ctx);
+    if (rc != again || !opts->block)
+        return rc;
+    for (int i = 0; i < SPIN_TRIES; i++) {
+        pyshm_cpu_relax();
+        rc = attempt(ctx);
+        if (rc != again)
+            return rc;
+    }
+    /* Asleep without the GIL, another thread could try to clean up the region: count
+     * this wait as an export so that cleanup() refuses instead of unmapping. */
+    Py_INCREF(shm);
+    shm->exports++;
+    for (;;) {
+        uint32_t epoch = pyshm_wait_prepare(point);
+        rc = attempt(ctx);
+        uint64_t now = pyshm_now_ns();
+        if (rc != again || now >= opts->deadline_ns) {
+            pyshm_wait_done(point);
+            break;
+        }
+        uint64_t left = opts->deadline_ns - now;
+        Py_BEGIN_ALLOW_THREADS
+        pyshm_wait_sleep(point, epoch, left);
+        Py_END_ALLOW_THREADS
+        pyshm_wait_done(point);
+        if (PyErr_CheckSignals() < 0) {
+            rc = PYSHM_INTERRUPTED;
+            break;
+        }
+    }
+    shm->exports--;
+    Py_DECREF(shm);
+    return rc;
+}
