@@ -4,7 +4,8 @@
 typedef struct {
     PyObject_HEAD
     pyshm_state *state;
-    ShareMemObject *shm; /* NULL once this handle is cleaned up */
+    ShareMemObject *shm; /* held until dealloc: a call waiting in another thread may use it */
+    int closed;          /* set by cleanup() */
     struct pyshm_pool pool;
     size_t pool_slot;
     PyObject *name; /* str or None */
@@ -12,7 +13,7 @@ typedef struct {
 
 static int pool_check_open(MempoolObject *self)
 {
-    if (!self->shm) {
+    if (self->closed) {
         PyErr_SetString(PyExc_ValueError, "Mempool is closed");
         return -1;
     }
@@ -310,7 +311,7 @@ done:
 static PyObject *mempool_cleanup(MempoolObject *self, PyObject *Py_UNUSED(unused))
 {
     /* Views already handed out keep their own reference to the region. */
-    Py_CLEAR(self->shm);
+    self->closed = 1;
     Py_RETURN_NONE;
 }
 
@@ -345,12 +346,12 @@ static PyObject *mempool_get_flags(MempoolObject *self, void *Py_UNUSED(closure)
 
 static PyObject *mempool_get_closed(MempoolObject *self, void *Py_UNUSED(closure))
 {
-    return PyBool_FromLong(!self->shm || self->shm->closed);
+    return PyBool_FromLong(self->closed || self->shm->closed);
 }
 
 static PyObject *mempool_get_shm(MempoolObject *self, void *Py_UNUSED(closure))
 {
-    if (!self->shm)
+    if (self->closed)
         Py_RETURN_NONE;
     return Py_NewRef(self->shm);
 }
@@ -363,7 +364,7 @@ static PyObject *mempool_get_name(MempoolObject *self, void *Py_UNUSED(closure))
 static PyObject *mempool_repr(MempoolObject *self)
 {
     return PyUnicode_FromFormat("<pyshm.Mempool count=%llu elt_size=%llu%s>", (unsigned long long)self->pool.count,
-                                (unsigned long long)self->pool.elt_size, self->shm ? "" : " closed");
+                                (unsigned long long)self->pool.elt_size, self->closed ? " closed" : "");
 }
 
 static PyMethodDef mempool_methods[] = {

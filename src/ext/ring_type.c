@@ -4,14 +4,15 @@
 typedef struct {
     PyObject_HEAD
     pyshm_state *state;
-    ShareMemObject *shm; /* NULL once this handle is cleaned up */
+    ShareMemObject *shm; /* held until dealloc: a call waiting in another thread may use it */
+    int closed;          /* set by cleanup() */
     struct pyshm_block_ring ring;
     PyObject *name; /* str or None */
 } RingObject;
 
 static int ring_check_open(RingObject *self)
 {
-    if (!self->shm) {
+    if (self->closed) {
         PyErr_SetString(PyExc_ValueError, "Ring is closed");
         return -1;
     }
@@ -343,7 +344,7 @@ static PyObject *ring_shutdown(RingObject *self, PyObject *const *args, Py_ssize
 
 static PyObject *ring_cleanup(RingObject *self, PyObject *Py_UNUSED(unused))
 {
-    Py_CLEAR(self->shm);
+    self->closed = 1;
     Py_RETURN_NONE;
 }
 
@@ -378,12 +379,12 @@ static PyObject *ring_get_flags(RingObject *self, void *Py_UNUSED(closure))
 
 static PyObject *ring_get_closed(RingObject *self, void *Py_UNUSED(closure))
 {
-    return PyBool_FromLong(!self->shm || self->shm->closed);
+    return PyBool_FromLong(self->closed || self->shm->closed);
 }
 
 static PyObject *ring_get_shm(RingObject *self, void *Py_UNUSED(closure))
 {
-    if (!self->shm)
+    if (self->closed)
         Py_RETURN_NONE;
     return Py_NewRef(self->shm);
 }
@@ -400,7 +401,7 @@ static PyObject *ring_get_is_shutdown(RingObject *self, void *Py_UNUSED(closure)
 static PyObject *ring_repr(RingObject *self)
 {
     return PyUnicode_FromFormat("<pyshm.Ring count=%llu%s>", (unsigned long long)self->ring.ring.capacity,
-                                self->shm ? "" : " closed");
+                                self->closed ? " closed" : "");
 }
 
 static PyMethodDef ring_methods[] = {
