@@ -5,13 +5,15 @@
  * Algorithm: per-slot sequence numbers (Dmitry Vyukov's bounded MPMC queue).
  * Every slot carries a sequence word that says which lap of the ring it is ready for:
  *
- *   slot.seq == pos          the slot is empty and waits for the producer of position pos
- *   slot.seq == pos + 1      the slot holds the value enqueued at position pos
- *   slot.seq == pos + cap    the value was consumed; the slot waits for position pos + cap
+ *   slot.seq == 2 pos             the slot is empty and waits for the producer of pos
+ *   slot.seq == 2 pos + 1         the slot holds the value enqueued at position pos
+ *   slot.seq == 2 (pos + cap)     the value was consumed; the slot waits for pos + cap
  *
+ * (Vyukov's original uses pos, pos + 1 and pos + cap, which cannot tell "full" from
+ * "free for the next lap" when cap is 1; doubling keeps the two apart for every cap.)
  * A producer claims position `pos` by advancing enq_pos with a CAS, writes the value and
- * publishes it by storing seq = pos + 1. A consumer claims `pos` by advancing deq_pos and
- * frees the slot by storing seq = pos + cap. Each side touches its own counter and the
+ * publishes it by storing seq = 2 pos + 1. A consumer claims `pos` by advancing deq_pos
+ * and frees the slot by storing seq = 2 (pos + cap). Each side touches its own counter and the
  * slot it works on; neither ever reads the other side's counter, and no side ever waits
  * for another to finish: a slot that is not ready reads as "full" or "empty" at once.
  *
@@ -19,19 +21,20 @@
  * relaxed CAS. All ordering is carried by the slot sequence word:
  *
  *   label  release (writer side)                 acquire (reader side)
- *   R1     enqueue: store seq = pos + 1          dequeue: load seq, sees pos + 1
+ *   R1     enqueue: store seq = 2pos + 1         dequeue: load seq, sees 2pos + 1
  *          makes the value the producer wrote (and everything it wrote before, such as
  *          the block's bytes) visible to the consumer that claims pos.
- *   R2     dequeue: store seq = pos + cap        enqueue: load seq, sees pos + cap
+ *   R2     dequeue: store seq = 2(pos + cap)     enqueue: load seq, sees 2(pos + cap)
  *          makes the consumer's read of the value happen before the producer of the
  *          next lap overwrites it.
  *
  * Counters are 64-bit and run freely from their start value. Comparisons use the signed
- * difference of two counters, so wrapping past 2^64 is harmless when the capacity is a
- * power of two (pos % cap stays continuous). For other capacities the slot index jumps
- * at the wrap; at 10^9 operations a second a counter wraps after 584 years, so this is
- * not a practical concern, and 64-bit counters also make ABA on a slot impossible in
- * practice (a slot would have to be lapped 2^64 / cap times during one CAS).
+ * difference of two values (sequence words are counters times two, modulo 2^64), so
+ * wrapping past 2^64 is harmless when the capacity is a power of two (pos % cap stays
+ * continuous). For other capacities the slot index jumps at the wrap; at 10^9 operations
+ * a second a counter wraps after 292 years even doubled, so this is not a practical
+ * concern, and 64-bit counters also make ABA on a slot impossible in practice (a slot
+ * would have to be lapped 2^63 / cap times during one CAS).
  *
  * Variants and what each is correct for:
  *   pyshm_ring_enqueue_mp   any number of concurrent producers
@@ -91,6 +94,11 @@ struct pyshm_ring {
  * processes never comes close, a garbage sequence word could loop forever. */
 #define PYSHM_RING_MAX_RETRIES (1u << 20)
 
+/* Sequence word of a slot that waits for the producer of position pos. */
+static inline uint64_t pyshm_ring_seq_free(uint64_t pos) { return pos << 1; }
+/* Sequence word of a slot that holds the value enqueued at position pos. */
+static inline uint64_t pyshm_ring_seq_full(uint64_t pos) { return (pos << 1) | 1u; }
+
 static inline void pyshm_ring_set_counters(const struct pyshm_ring *r, uint64_t enq, uint64_t deq)
 {
     struct pyshm_ring_counters *c = r->counters;
@@ -107,7 +115,7 @@ static inline void pyshm_ring_init(const struct pyshm_ring *r, uint64_t start)
 {
     for (uint64_t i = 0; i < r->capacity; i++) {
         uint64_t pos = start + i;
-        atomic_store_explicit(&r->slots[pos % r->capacity].seq, pos, memory_order_relaxed);
+        atomic_store_explicit(&r->slots[pos % r->capacity].seq, pyshm_ring_seq_free(pos), memory_order_relaxed);
         atomic_store_explicit(&r->slots[pos % r->capacity].value, 0, memory_order_relaxed);
     }
     pyshm_ring_set_counters(r, start, start);
@@ -117,7 +125,7 @@ static inline void pyshm_ring_init(const struct pyshm_ring *r, uint64_t start)
 static inline void pyshm_ring_init_full(const struct pyshm_ring *r, uint64_t (*value_at)(uint64_t))
 {
     for (uint64_t i = 0; i < r->capacity; i++) {
-        atomic_store_explicit(&r->slots[i].seq, i + 1, memory_order_relaxed);
+        atomic_store_explicit(&r->slots[i].seq, pyshm_ring_seq_full(i), memory_order_relaxed);
         atomic_store_explicit(&r->slots[i].value, value_at(i), memory_order_relaxed);
     }
     pyshm_ring_set_counters(r, r->capacity, 0);
@@ -133,7 +141,7 @@ static inline void pyshm_ring_publish(struct pyshm_ring_slot *slot, uint64_t pos
 {
     atomic_store_explicit(&slot->value, value, memory_order_relaxed);
     /* R1 release: pairs with the acquire load of seq in dequeue. */
-    atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
+    atomic_store_explicit(&slot->seq, pyshm_ring_seq_full(pos), memory_order_release);
 }
 
 /* 0, -PYSHM_EFULL, or -PYSHM_ECORRUPT. */
@@ -144,7 +152,7 @@ static inline int pyshm_ring_enqueue_mp(const struct pyshm_ring *r, uint64_t val
         struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
         /* R2 acquire: pairs with the release store of seq in dequeue. */
         uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
-        int64_t diff = (int64_t)(seq - pos);
+        int64_t diff = (int64_t)(seq - pyshm_ring_seq_free(pos));
         if (diff == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->counters->enq_pos, &pos, pos + 1,
                                                       memory_order_relaxed, memory_order_relaxed)) {
@@ -172,7 +180,7 @@ static inline int pyshm_ring_enqueue_sp(const struct pyshm_ring *r, uint64_t val
     struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
     /* R2 acquire: pairs with the release store of seq in dequeue. */
     uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
-    int64_t diff = (int64_t)(seq - pos);
+    int64_t diff = (int64_t)(seq - pyshm_ring_seq_free(pos));
     if (diff < 0)
         return -PYSHM_EFULL;
     if (diff > 0)
@@ -193,7 +201,7 @@ static inline void pyshm_ring_release_slot(const struct pyshm_ring *r, struct py
                                            uint64_t pos)
 {
     /* R2 release: pairs with the acquire load of seq in enqueue. */
-    atomic_store_explicit(&slot->seq, pos + r->capacity, memory_order_release);
+    atomic_store_explicit(&slot->seq, pyshm_ring_seq_free(pos + r->capacity), memory_order_release);
 }
 
 /* 0 with *value set, -PYSHM_EEMPTY, -PYSHM_ECORRUPT, or the error `accept` returned. */
@@ -205,7 +213,7 @@ static inline int pyshm_ring_dequeue_mc(const struct pyshm_ring *r, uint64_t *va
         struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
         /* R1 acquire: pairs with the release store of seq in enqueue (publish). */
         uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
-        int64_t diff = (int64_t)(seq - (pos + 1));
+        int64_t diff = (int64_t)(seq - pyshm_ring_seq_full(pos));
         if (diff == 0) {
             uint64_t v = atomic_load_explicit(&slot->value, memory_order_relaxed);
             if (accept) {
@@ -239,7 +247,7 @@ static inline int pyshm_ring_dequeue_sc(const struct pyshm_ring *r, uint64_t *va
     struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
     /* R1 acquire: pairs with the release store of seq in enqueue (publish). */
     uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
-    int64_t diff = (int64_t)(seq - (pos + 1));
+    int64_t diff = (int64_t)(seq - pyshm_ring_seq_full(pos));
     if (diff < 0)
         return -PYSHM_EEMPTY;
     if (diff > 0)
@@ -278,7 +286,7 @@ static inline int pyshm_ring_enqueue_burst(const struct pyshm_ring *r, const uin
         for (; ready < n; ready++) {
             /* R2 acquire: pairs with the release store of seq in dequeue. */
             uint64_t seq = atomic_load_explicit(&pyshm_ring_slot_at(r, pos + ready)->seq, memory_order_acquire);
-            diff = (int64_t)(seq - (pos + ready));
+            diff = (int64_t)(seq - pyshm_ring_seq_free(pos + ready));
             if (diff != 0)
                 break;
         }
@@ -311,7 +319,7 @@ static inline int64_t pyshm_ring_dequeue_burst(const struct pyshm_ring *r, uint6
         for (; ready < max && ready < r->capacity; ready++) {
             /* R1 acquire: pairs with the release store of seq in enqueue (publish). */
             uint64_t seq = atomic_load_explicit(&pyshm_ring_slot_at(r, pos + ready)->seq, memory_order_acquire);
-            diff = (int64_t)(seq - (pos + ready + 1));
+            diff = (int64_t)(seq - pyshm_ring_seq_full(pos + ready));
             if (diff != 0)
                 break;
             values[ready] = atomic_load_explicit(&pyshm_ring_slot_at(r, pos + ready)->value, memory_order_relaxed);
