@@ -9,6 +9,13 @@
  */
 #include "pyshm_ext.h"
 
+/*
+ * The view handed out carries this bit in its flags word. CPython's memoryview code
+ * tests only its own low bits, and copies and slices compute their flags afresh, so the
+ * bit marks the original even if a copy is later allocated at the original's address.
+ */
+#define HANDED_OUT_FLAG (1 << 30)
+
 static int block_getbuffer(BlockObject *self, Py_buffer *view, int flags)
 {
     if (self->exported) {
@@ -31,16 +38,33 @@ static void block_releasebuffer(BlockObject *self, Py_buffer *Py_UNUSED(view))
 static void block_dealloc(BlockObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
-    Py_XDECREF(self->shm);
-    type->tp_free(self);
+    pyshm_state *st = PyType_GetModuleState(type);
+    Py_CLEAR(self->shm);
+    if (st && st->spare_block_count < PYSHM_SPARE_BLOCKS)
+        st->spare_blocks[st->spare_block_count++] = (PyObject *)self; /* PyObject_Init revives it */
+    else
+        type->tp_free(self);
     Py_DECREF(type);
+}
+
+static BlockObject *block_alloc(pyshm_state *st)
+{
+    if (st->spare_block_count > 0)
+        return (BlockObject *)PyObject_Init(st->spare_blocks[--st->spare_block_count], st->BlockType);
+    return PyObject_New(BlockObject, st->BlockType);
+}
+
+void pyshm_block_free_spares(pyshm_state *st)
+{
+    while (st->spare_block_count > 0)
+        PyObject_Free(st->spare_blocks[--st->spare_block_count]);
 }
 
 PyObject *pyshm_block_view_new(pyshm_state *st, ShareMemObject *shm, size_t pool_slot, uint64_t index,
                                uint64_t gen, Py_ssize_t length)
 {
     const struct pyshm_pool *pool = &shm->region.pools[pool_slot];
-    BlockObject *block = PyObject_New(BlockObject, st->BlockType);
+    BlockObject *block = block_alloc(st);
     PyObject *view = NULL;
     if (block) {
         block->shm = (ShareMemObject *)Py_NewRef(shm);
@@ -61,6 +85,7 @@ PyObject *pyshm_block_view_new(pyshm_state *st, ShareMemObject *shm, size_t pool
         pyshm_pool_put(pool, index, &held_gen);
         return NULL;
     }
+    ((PyMemoryViewObject *)view)->flags |= HANDED_OUT_FLAG;
     block->view = view;
     return view;
 }
@@ -84,7 +109,7 @@ BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObjec
         return NULL;
     }
     BlockObject *block = (BlockObject *)base;
-    if (block->view != view) {
+    if (block->view != view || !(mv->flags & HANDED_OUT_FLAG)) {
         PyErr_Format(PyExc_ValueError,
                      "%s(): this is a slice or copy of a block view; pass the view that get() or dequeue() "
                      "returned",
@@ -109,7 +134,8 @@ BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObjec
 int pyshm_block_release_view(pyshm_state *st, BlockObject *block)
 {
     /* The view holds the last reference to the block: releasing it may free the block. */
-    PyObject *res = PyObject_CallMethodNoArgs(block->view, st->str_release);
+    PyObject *res = st->memoryview_release ? st->memoryview_release(block->view, NULL)
+                                           : PyObject_CallMethodNoArgs(block->view, st->str_release);
     if (!res)
         return -1;
     Py_DECREF(res);

@@ -178,6 +178,11 @@ static int pyshm_exec(PyObject *module)
         return -1;
     if (!(st->str_release = PyUnicode_InternFromString("release")))
         return -1;
+    /* Releasing a view is on every put and enqueue: call memoryview.release directly
+     * rather than look the method up each time. */
+    for (PyMethodDef *m = PyMemoryView_Type.tp_methods; m && m->ml_name; m++)
+        if (strcmp(m->ml_name, "release") == 0 && m->ml_flags == METH_NOARGS)
+            st->memoryview_release = m->ml_meth;
     if (pyshm_shm_module_init(module, st) < 0 || pyshm_block_module_init(module, st) < 0 ||
         pyshm_mempool_module_init(module, st) < 0 || pyshm_ring_module_init(module, st) < 0)
         return -1;
@@ -226,6 +231,7 @@ static int pyshm_clear(PyObject *module)
     Py_CLEAR(st->ShutDown);
     Py_CLEAR(st->default_shm);
     Py_CLEAR(st->str_release);
+    pyshm_block_free_spares(st);
     return 0;
 }
 

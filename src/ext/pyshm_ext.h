@@ -20,6 +20,8 @@
 #include "mempool.h"
 #include "region.h"
 
+#define PYSHM_SPARE_BLOCKS 64
+
 typedef struct {
     PyTypeObject *ShareMemType;
     PyTypeObject *MempoolType;
@@ -35,6 +37,10 @@ typedef struct {
     PyObject *ShutDown;
     PyObject *default_shm; /* ShareMem.instance(), or NULL */
     PyObject *str_release;
+    PyCFunction memoryview_release; /* memoryview.release's C function, if METH_NOARGS */
+    /* Spent Block objects kept for reuse: one is needed for every get and dequeue. */
+    PyObject *spare_blocks[PYSHM_SPARE_BLOCKS];
+    int spare_block_count;
 } pyshm_state;
 
 typedef struct {
@@ -107,6 +113,8 @@ void pyshm_shm_raise_no_room(ShareMemObject *shm, const char *what, uint64_t nee
 
 /* block_type.c */
 int pyshm_block_module_init(PyObject *module, pyshm_state *st);
+/* Free the spare Block objects (module teardown). */
+void pyshm_block_free_spares(pyshm_state *st);
 /* Wrap a block this process now holds in a new writable memoryview of `length` bytes.
  * On failure the block goes back to its pool and NULL is returned. */
 PyObject *pyshm_block_view_new(pyshm_state *st, ShareMemObject *shm, size_t pool_slot, uint64_t index,
