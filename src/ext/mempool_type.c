@@ -9,6 +9,7 @@ typedef struct {
     struct pyshm_pool pool;
     size_t pool_slot;
     PyObject *name; /* str or None */
+    uint32_t get_spin_ns; /* adaptive spin before a get() sleeps */
 } MempoolObject;
 
 static int pool_check_open(MempoolObject *self)
@@ -177,7 +178,7 @@ static int try_get(void *ctx)
 
 static int get_waiting(MempoolObject *self, struct get_attempt *a, const struct pyshm_wait_options *opts)
 {
-    int rc = pyshm_wait_until(self->shm, &self->pool.free_queue.counters->not_empty, -PYSHM_EEMPTY, try_get, a,
+    int rc = pyshm_wait_until(self->shm, &self->pool.free_queue.counters->not_empty, &self->get_spin_ns, -PYSHM_EEMPTY, try_get, a,
                               opts);
     if (rc == -PYSHM_EEMPTY)
         PyErr_Format(self->state->EmptyError, "Mempool is empty: all %llu blocks are in use",

@@ -84,10 +84,10 @@ int pyshm_parse_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
 /* One try of an operation that may have to wait: its core return code. */
 typedef int (*pyshm_attempt_fn)(void *ctx);
 /* Try until attempt() returns something other than `again`, sleeping on `point` between
- * tries if opts allow; returns the last code, `again` after the deadline, or
+ * tries if opts allow, after spinning for up to *spin_budget ns (adapted here); returns the last code, `again` after the deadline, or
  * PYSHM_INTERRUPTED when a signal handler raised. attempt() runs with the GIL held. */
-int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, int again, pyshm_attempt_fn attempt,
-                     void *ctx, const struct pyshm_wait_options *opts);
+int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, uint32_t *spin_budget, int again,
+                     pyshm_attempt_fn attempt, void *ctx, const struct pyshm_wait_options *opts);
 
 /* module.c */
 pyshm_state *pyshm_state_of_type(PyTypeObject *type);

@@ -8,6 +8,8 @@ typedef struct {
     int closed;          /* set by cleanup() */
     struct pyshm_block_ring ring;
     PyObject *name; /* str or None */
+    uint32_t enqueue_spin_ns; /* adaptive spins before enqueue and dequeue sleep */
+    uint32_t dequeue_spin_ns;
 } RingObject;
 
 static int ring_check_open(RingObject *self)
@@ -182,7 +184,7 @@ static PyObject *enqueue_blocks(RingObject *self, BlockObject **blocks, Py_ssize
         held[i] = (struct pyshm_held_block){&self->shm->region.pools[blocks[i]->pool_slot], blocks[i]->index,
                                             blocks[i]->gen};
     struct enqueue_attempt a = {&self->ring, held, (uint64_t)n};
-    int rc = n ? pyshm_wait_until(self->shm, &self->ring.ring.counters->not_full, -PYSHM_EFULL, try_enqueue, &a,
+    int rc = n ? pyshm_wait_until(self->shm, &self->ring.ring.counters->not_full, &self->enqueue_spin_ns, -PYSHM_EFULL, try_enqueue, &a,
                                   opts)
                : 0;
     for (Py_ssize_t i = 0; i < n; i++)
@@ -264,7 +266,7 @@ static int try_dequeue(void *ctx)
 static int dequeue_waiting(RingObject *self, struct dequeue_attempt *a, const struct pyshm_wait_options *opts,
                            const char *what)
 {
-    int rc = pyshm_wait_until(self->shm, &self->ring.ring.counters->not_empty, -PYSHM_EEMPTY, try_dequeue, a,
+    int rc = pyshm_wait_until(self->shm, &self->ring.ring.counters->not_empty, &self->dequeue_spin_ns, -PYSHM_EEMPTY, try_dequeue, a,
                               opts);
     if (rc == -PYSHM_ETOOBIG)
         PyErr_Format(PyExc_ValueError, "dequeue(size=%llu): the next block has fewer bytes",

@@ -9,10 +9,17 @@
 #include "pyshm_ext.h"
 
 #include <float.h>
+#include <sched.h>
 
-/* Tries before going to sleep: long enough to catch a peer that is mid-operation, short
- * enough not to starve it of the CPU on a machine with few cores. */
-#define SPIN_TRIES 64
+/*
+ * Adaptive spinning. Before sleeping, a waiter keeps trying for a while: a peer that
+ * answers at once (a ping-pong through Python takes a few microseconds) is caught
+ * without two futex round trips. Each waitpoint handle keeps its own budget: back to the
+ * maximum when spinning paid off, down by a quarter each time the waiter had to sleep
+ * anyway, so an idle consumer soon stops taking CPU from its peers.
+ */
+#define SPIN_MIN_NS 1000u
+#define SPIN_MAX_NS 200000u
 
 int pyshm_wait_options(PyObject *block, PyObject *timeout, struct pyshm_wait_options *out)
 {
@@ -66,18 +73,29 @@ int pyshm_parse_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
     return ok ? 0 : -1;
 }
 
-int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, int again, pyshm_attempt_fn attempt,
-                     void *ctx, const struct pyshm_wait_options *opts)
+int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, uint32_t *spin_budget, int again,
+                     pyshm_attempt_fn attempt, void *ctx, const struct pyshm_wait_options *opts)
 {
     int rc = attempt(ctx);
     if (rc != again || !opts->block)
         return rc;
-    for (int i = 0; i < SPIN_TRIES; i++) {
-        pyshm_cpu_relax();
-        rc = attempt(ctx);
-        if (rc != again)
-            return rc;
-    }
+    uint32_t budget = *spin_budget ? *spin_budget : SPIN_MAX_NS; /* 0: never waited yet */
+    uint64_t spin_until = pyshm_now_ns() + budget;
+    if (spin_until > opts->deadline_ns)
+        spin_until = opts->deadline_ns;
+    do {
+        for (int i = 0; i < 16; i++) {
+            pyshm_cpu_relax();
+            rc = attempt(ctx);
+            if (rc != again) {
+                *spin_budget = SPIN_MAX_NS;
+                return rc;
+            }
+        }
+        /* Lets a peer that shares this CPU run; returns at once when none does. */
+        sched_yield();
+    } while (pyshm_now_ns() < spin_until);
+    *spin_budget = budget - budget / 4 < SPIN_MIN_NS ? SPIN_MIN_NS : budget - budget / 4;
     /* Asleep without the GIL, another thread could try to clean up the region: count
      * this wait as an export so that cleanup() refuses instead of unmapping. */
     Py_INCREF(shm);
