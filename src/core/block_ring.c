@@ -34,7 +34,7 @@ int pyshm_block_ring_create(struct pyshm_region *r, uint64_t capacity, uint32_t 
 {
     uint64_t size, offset;
     int rc = layout_of(capacity, &size);
-    if (rc < 0 || (flags & ~PYSHM_RING_FLAGS))
+    if (rc < 0 || (flags & ~(uint64_t)PYSHM_RING_FLAGS))
         return -EINVAL;
     rc = pyshm_region_carve(r, size, PYSHM_KIND_RING, name, &offset);
     if (rc < 0)
@@ -59,7 +59,7 @@ int pyshm_block_ring_attach(const struct pyshm_region *r, uint64_t offset, struc
     struct pyshm_object_header object = shared->object;
     uint64_t capacity = shared->capacity, flags = shared->flags, slots = shared->slots_offset, size;
     if (object.magic != PYSHM_OBJECT_MAGIC || object.kind != PYSHM_KIND_RING ||
-        object.layout_version != PYSHM_LAYOUT_VERSION || (flags & ~PYSHM_RING_FLAGS) ||
+        object.layout_version != PYSHM_LAYOUT_VERSION || (flags & ~(uint64_t)PYSHM_RING_FLAGS) ||
         layout_of(capacity, &size) < 0 || object.size != size || size > r->size - offset ||
         slots != offset + sizeof(struct pyshm_ring_shared))
         return -PYSHM_ECORRUPT;
@@ -193,21 +193,28 @@ int pyshm_block_ring_dequeue(const struct pyshm_block_ring *q, struct pyshm_regi
 static int64_t take_burst(const struct pyshm_block_ring *q, struct pyshm_region *r, struct pyshm_taken_block *out,
                           uint64_t max)
 {
-    uint64_t offsets_small[64];
-    uint64_t *offsets = max <= 64 ? offsets_small : malloc(max * sizeof(*offsets));
+    uint64_t small[2 * 64];
+    uint64_t *offsets = max <= 64 ? small : malloc(2 * max * sizeof(*offsets));
     if (!offsets)
         return -ENOMEM;
+    uint64_t *slots = offsets + max;
     int64_t n = pyshm_ring_dequeue_burst(&q->ring, offsets, max);
-    int64_t taken = 0;
+    int64_t valid = 0, taken = 0;
+    /* Finding a block may grow the pool table (realloc), so remember table slots and
+     * turn them into pointers only once every entry has been looked up. */
     for (int64_t i = 0; i < n; i++) {
         const struct pyshm_pool *pool;
         uint64_t index;
         /* Garbage entries are dropped; the valid ones are still delivered. */
-        if (pyshm_region_find_block(r, offsets[i], &pool, &index) == 0 &&
-            take_ownership(pool, index, &out[taken]) == 0)
-            taken++;
+        if (pyshm_region_find_block(r, offsets[i], &pool, &index) == 0) {
+            slots[valid] = (uint64_t)(pool - r->pools);
+            offsets[valid++] = index;
+        }
     }
-    if (offsets != offsets_small)
+    for (int64_t i = 0; i < valid; i++)
+        if (take_ownership(&r->pools[slots[i]], offsets[i], &out[taken]) == 0)
+            taken++;
+    if (offsets != small)
         free(offsets);
     if (n < 0)
         return n;

@@ -67,7 +67,7 @@ int pyshm_pool_create(struct pyshm_region *r, uint64_t count, uint64_t elt_size,
 {
     struct pool_layout l;
     int rc = layout_of(count, elt_size, &l);
-    if (rc < 0 || (flags & ~PYSHM_MEMPOOL_FLAGS))
+    if (rc < 0 || (flags & ~(uint64_t)PYSHM_MEMPOOL_FLAGS))
         return -EINVAL;
     uint64_t offset;
     rc = pyshm_region_carve(r, l.size, PYSHM_KIND_POOL, name, &offset);
@@ -104,7 +104,7 @@ int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pysh
     uint64_t slots = shared->slots_offset, states = shared->states_offset, data = shared->data_offset;
     struct pool_layout l;
     if (object.magic != PYSHM_OBJECT_MAGIC || object.kind != PYSHM_KIND_POOL ||
-        object.layout_version != PYSHM_LAYOUT_VERSION || (flags & ~PYSHM_MEMPOOL_FLAGS) ||
+        object.layout_version != PYSHM_LAYOUT_VERSION || (flags & ~(uint64_t)PYSHM_MEMPOOL_FLAGS) ||
         layout_of(count, elt_size, &l) < 0)
         return -PYSHM_ECORRUPT;
     /* The layout is a function of the geometry: any other offsets were not written by us. */
