@@ -9,8 +9,8 @@ descriptor over itself (``reduction.DupFd``), so no name is left behind if a pro
 dies. A named region (``ShareMem(size, name=...)``) pickles as its name and can be
 attached by any process of the same user with ``ShareMem.attach(name)``.
 
-Each region is mapped once per process: receiving the same region twice yields the
-same ``ShareMem`` object, so blocks, pools and rings that arrived separately still work
+Each region is mapped once per process: receiving or attaching the same region twice
+yields the same ``ShareMem`` object, so blocks, pools and rings that arrived separately still work
 together.
 """
 import os
@@ -62,7 +62,7 @@ def _attach_fd(dup_fd) -> ShareMem:
 
 
 def _attach_named(name: str) -> ShareMem:
-    return _adopt(ShareMem.attach(name))
+    return ShareMem.attach(name)  # adopts: see _adopt
 
 
 def _reduce_for_multiprocessing(shm: ShareMem):

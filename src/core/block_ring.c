@@ -216,8 +216,8 @@ static int64_t take_burst(const struct pyshm_block_ring *q, struct pyshm_region 
             taken++;
     if (offsets != small)
         free(offsets);
-    if (n < 0)
-        return n;
+    if (n <= 0)
+        return n; /* 0 only when max is 0 */
     pyshm_wait_notify(&q->ring.counters->not_full);
     return taken > 0 ? taken : -PYSHM_ECORRUPT;
 }

@@ -152,6 +152,8 @@ int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen)
 int64_t pyshm_pool_get_burst(const struct pyshm_pool *p, uint64_t *indices, uint64_t *gens, uint64_t max)
 {
     int64_t n = pyshm_ring_dequeue_burst(&p->free_queue, indices, max);
+    if (n <= 0)
+        return n; /* 0 when max is 0 */
     int64_t taken = 0;
     for (int64_t i = 0; i < n; i++) {
         /* A garbage index is dropped; the valid blocks are still handed out. */

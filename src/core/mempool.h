@@ -108,9 +108,10 @@ int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen);
  * -PYSHM_ECORRUPT. indices[] and gens[] receive them. */
 int64_t pyshm_pool_get_burst(const struct pyshm_pool *p, uint64_t *indices, uint64_t *gens, uint64_t max);
 
-/* Return n blocks, all or none: 0, -PYSHM_ESTALE (one was not held at its generation;
- * none returned), -PYSHM_ECORRUPT, or -EAGAIN as for pyshm_pool_put (generations in
- * gens[] moved on). */
+/* Return n blocks, all or none: 0, -EINVAL (an index out of range), -PYSHM_ESTALE (one
+ * was not held at its generation), -PYSHM_ECORRUPT, or -EAGAIN as for pyshm_pool_put.
+ * On failure none is returned; the blocks whose hand-back was undone are held at a
+ * generation two further on, written back to gens[]. */
 int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, uint64_t *gens, uint64_t n);
 
 /*

@@ -246,7 +246,7 @@ static int walk_objects(const struct pyshm_region *r, int (*visit)(void *, uint6
     uint64_t offset = atomic_load_explicit(&h->objects_head, memory_order_acquire);
     for (uint64_t step = 0; offset != 0 && step < max_steps; step++) {
         if (offset % PYSHM_CACHE_LINE != 0 || offset < PYSHM_REGION_HEADER_SIZE ||
-            offset > r->size - sizeof(struct pyshm_object_header))
+            offset > r->size || r->size - offset < sizeof(struct pyshm_object_header))
             return -PYSHM_ECORRUPT;
         /* A private copy: the header is validated and used only from here. */
         struct pyshm_object_header obj;
