@@ -32,7 +32,8 @@ def get_shm() -> ShareMem:
     return ShareMem.instance()
 
 
-# (st_dev, st_ino) of the file behind a region -> the one ShareMem mapping it here.
+# (st_dev, st_ino) of the file behind a region -> the one ShareMem mapping it here. Fork
+# children inherit it with everything else.
 _mapped: "weakref.WeakValueDictionary[tuple, ShareMem]" = weakref.WeakValueDictionary()
 
 
@@ -41,24 +42,38 @@ def _identity(fd: int) -> tuple:
     return (st.st_dev, st.st_ino)
 
 
-def _adopt(shm: ShareMem) -> ShareMem:
-    """The region object already mapping the same file here, else ``shm`` itself."""
-    key = _identity(shm.fileno())
-    known = _mapped.get(key)
-    if known is not None and known is not shm and not known.closed:
-        shm.cleanup()
-        return known
-    _mapped[key] = shm
+def _known(key: tuple):
+    shm = _mapped.get(key)
+    return shm if shm is not None and not shm.closed else None
+
+
+def _register(shm: ShareMem) -> ShareMem:
+    """Record a region this process just created."""
+    try:
+        key = _identity(shm.fileno())
+    except ValueError:  # an anonymous mapping: it only ever reaches fork children
+        return shm
+    if _known(key) is None:
+        _mapped[key] = shm
     return shm
+
+
+def _adopt(fresh: ShareMem) -> ShareMem:
+    """The object already mapping the same region here, else ``fresh`` (now recorded)."""
+    known = _known(_identity(fresh.fileno()))
+    if known is not None and known is not fresh:
+        fresh.cleanup()  # just mapped, never used: nothing can be exported from it
+        return known
+    return _register(fresh)
 
 
 def _attach_fd(dup_fd) -> ShareMem:
     fd = dup_fd.detach()
-    known = _mapped.get(_identity(fd))
-    if known is not None and not known.closed:
+    known = _known(_identity(fd))
+    if known is not None:
         os.close(fd)
         return known
-    return _adopt(ShareMem._from_fd(fd))
+    return _register(ShareMem._from_fd(fd))
 
 
 def _attach_named(name: str) -> ShareMem:
@@ -66,9 +81,7 @@ def _attach_named(name: str) -> ShareMem:
 
 
 def _reduce_for_multiprocessing(shm: ShareMem):
-    _adopt(shm)
-    if shm.name is not None:
-        return _attach_named, (shm.name,)
+    # Always by descriptor: it works for unnamed regions, and for named ones after unlink().
     return _attach_fd, (reduction.DupFd(shm.fileno()),)
 
 
@@ -79,7 +92,6 @@ def _reduce_for_pickle(shm: ShareMem):
             "(Process or Pool arguments, a multiprocessing Queue or Pipe); create it with "
             "ShareMem(size, name=...) to pickle it for anything else"
         )
-    _adopt(shm)
     return _attach_named, (shm.name,)
 
 

@@ -193,27 +193,20 @@ int pyshm_block_ring_dequeue(const struct pyshm_block_ring *q, struct pyshm_regi
 static int64_t take_burst(const struct pyshm_block_ring *q, struct pyshm_region *r, struct pyshm_taken_block *out,
                           uint64_t max)
 {
-    uint64_t small[2 * 64];
-    uint64_t *offsets = max <= 64 ? small : malloc(2 * max * sizeof(*offsets));
+    uint64_t small[64];
+    uint64_t *offsets = max <= 64 ? small : malloc(max * sizeof(*offsets));
     if (!offsets)
         return -ENOMEM;
-    uint64_t *slots = offsets + max;
     int64_t n = pyshm_ring_dequeue_burst(&q->ring, offsets, max);
-    int64_t valid = 0, taken = 0;
-    /* Finding a block may grow the pool table (realloc), so remember table slots and
-     * turn them into pointers only once every entry has been looked up. */
+    int64_t taken = 0;
     for (int64_t i = 0; i < n; i++) {
         const struct pyshm_pool *pool;
         uint64_t index;
         /* Garbage entries are dropped; the valid ones are still delivered. */
-        if (pyshm_region_find_block(r, offsets[i], &pool, &index) == 0) {
-            slots[valid] = (uint64_t)(pool - r->pools);
-            offsets[valid++] = index;
-        }
-    }
-    for (int64_t i = 0; i < valid; i++)
-        if (take_ownership(&r->pools[slots[i]], offsets[i], &out[taken]) == 0)
+        if (pyshm_region_find_block(r, offsets[i], &pool, &index) == 0 &&
+            take_ownership(pool, index, &out[taken]) == 0)
             taken++;
+    }
     if (offsets != small)
         free(offsets);
     if (n <= 0)

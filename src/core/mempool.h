@@ -79,6 +79,7 @@ _Static_assert(offsetof(struct pyshm_pool_shared, free_queue) % PYSHM_CACHE_LINE
 /* Process-local handle: geometry validated once, the only copy hot paths read. */
 struct pyshm_pool {
     uint64_t offset; /* of the pool object in the region */
+    size_t slot;     /* in the region handle's pool table, once added */
     uint64_t count;
     uint64_t elt_size;
     uint64_t stride;

@@ -155,6 +155,8 @@ void pyshm_region_close(struct pyshm_region *r)
         munmap(r->base, r->map_size);
     if (r->fd >= 0)
         close(r->fd);
+    for (size_t i = 0; i < r->pool_count; i++)
+        free(r->pools[i]);
     free(r->pools);
     zero_handle(r);
 }
@@ -211,7 +213,7 @@ void pyshm_region_publish(struct pyshm_region *r, uint64_t offset)
 long pyshm_region_pool_slot(const struct pyshm_region *r, uint64_t pool_offset)
 {
     for (size_t i = 0; i < r->pool_count; i++)
-        if (r->pools[i].offset == pool_offset)
+        if (r->pools[i]->offset == pool_offset)
             return (long)i;
     return -ENOENT;
 }
@@ -222,13 +224,18 @@ int pyshm_region_add_pool(struct pyshm_region *r, const struct pyshm_pool *pool)
         return 0;
     if (r->pool_count == r->pool_capacity) {
         size_t capacity = r->pool_capacity ? 2 * r->pool_capacity : 4;
-        struct pyshm_pool *pools = realloc(r->pools, capacity * sizeof(*pools));
+        struct pyshm_pool **pools = realloc(r->pools, capacity * sizeof(*pools));
         if (!pools)
             return -ENOMEM;
         r->pools = pools;
         r->pool_capacity = capacity;
     }
-    r->pools[r->pool_count++] = *pool;
+    struct pyshm_pool *copy = malloc(sizeof(*copy));
+    if (!copy)
+        return -ENOMEM;
+    *copy = *pool;
+    copy->slot = r->pool_count;
+    r->pools[r->pool_count++] = copy;
     return 0;
 }
 
@@ -305,7 +312,7 @@ static int lookup(const struct pyshm_region *r, uint64_t offset, const struct py
                   uint64_t *index)
 {
     for (size_t i = 0; i < r->pool_count; i++) {
-        const struct pyshm_pool *p = &r->pools[i];
+        const struct pyshm_pool *p = r->pools[i];
         if (offset < p->data_offset)
             continue;
         uint64_t rel = offset - p->data_offset;

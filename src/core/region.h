@@ -54,7 +54,7 @@ struct pyshm_region {
     uint64_t size;     /* usable bytes, as asked for */
     uint64_t map_size; /* bytes mapped: size rounded up to a page */
     int fd;            /* backing memfd, or -1 for an anonymous mapping */
-    struct pyshm_pool *pools; /* pools this process has validated */
+    struct pyshm_pool **pools; /* pools this process has validated; each stays put */
     size_t pool_count;
     size_t pool_capacity;
 };
@@ -98,7 +98,8 @@ int pyshm_region_find_named(const struct pyshm_region *r, const char *name, uint
 void pyshm_region_publish(struct pyshm_region *r, uint64_t offset);
 
 /* Remember a pool this process created or validated. 0 or -ENOMEM. A pool keeps its
- * slot in the table for the life of the handle (the table only grows). */
+ * slot in the table and its address for the life of the handle (the table only grows,
+ * and holds pointers), so a pointer from pyshm_region_find_block stays valid. */
 int pyshm_region_add_pool(struct pyshm_region *r, const struct pyshm_pool *pool);
 /* Slot of the known pool at pool_offset, or -ENOENT. */
 long pyshm_region_pool_slot(const struct pyshm_region *r, uint64_t pool_offset);

@@ -63,7 +63,7 @@ void pyshm_block_free_spares(pyshm_state *st)
 PyObject *pyshm_block_view_new(pyshm_state *st, ShareMemObject *shm, size_t pool_slot, uint64_t index,
                                uint64_t gen, Py_ssize_t length)
 {
-    const struct pyshm_pool *pool = &shm->region.pools[pool_slot];
+    const struct pyshm_pool *pool = shm->region.pools[pool_slot];
     BlockObject *block = block_alloc(st);
     PyObject *view = NULL;
     if (block) {
@@ -142,6 +142,16 @@ int pyshm_block_release_view(pyshm_state *st, BlockObject *block)
     return 0;
 }
 
+PyObject *pyshm_views_tuple(PyObject *views, const char *op)
+{
+    if (!PyList_Check(views) && !PyTuple_Check(views)) {
+        PyErr_Format(PyExc_TypeError, "%s() takes a list or tuple of block views, not %.100s", op,
+                     Py_TYPE(views)->tp_name);
+        return NULL;
+    }
+    return PySequence_Tuple(views);
+}
+
 int pyshm_blocks_from_views(pyshm_state *st, ShareMemObject *shm, PyObject *views, const char *op,
                             BlockObject **blocks)
 {
@@ -171,8 +181,7 @@ PyObject *pyshm_block_view_list(pyshm_state *st, ShareMemObject *shm, const stru
 {
     PyObject *list = PyList_New(n);
     for (Py_ssize_t i = 0; i < n; i++) {
-        size_t slot = (size_t)(taken[i].pool - shm->region.pools);
-        PyObject *view = list ? pyshm_block_view_new(st, shm, slot, taken[i].index, taken[i].gen,
+        PyObject *view = list ? pyshm_block_view_new(st, shm, taken[i].pool->slot, taken[i].index, taken[i].gen,
                                                      (Py_ssize_t)taken[i].pool->elt_size)
                               : NULL;
         if (!view) {

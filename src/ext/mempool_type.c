@@ -39,6 +39,7 @@ static PyObject *mempool_wrap(PyTypeObject *type, pyshm_state *st, ShareMemObjec
         return PyErr_NoMemory();
     }
     self->pool_slot = (size_t)pyshm_region_pool_slot(&shm->region, pool->offset);
+    self->pool.slot = self->pool_slot;
     self->name = pyshm_object_name(&shm->region, pool->offset);
     if (!self->name) {
         Py_DECREF(self);
@@ -237,7 +238,7 @@ static PyObject *mempool_get_many(MempoolObject *self, PyObject *const *args, Py
     int got = get_waiting(self, &a, &opts);
     if (got < 0)
         goto done;
-    const struct pyshm_pool *pool = &self->shm->region.pools[self->pool_slot];
+    const struct pyshm_pool *pool = self->shm->region.pools[self->pool_slot];
     for (int i = 0; i < got; i++)
         taken[i] = (struct pyshm_taken_block){pool, indices[i], indices[n + i]};
     list = pyshm_block_view_list(self->state, self->shm, taken, got);
@@ -272,7 +273,7 @@ static PyObject *mempool_put_many(MempoolObject *self, PyObject *views)
 {
     if (pool_check_open(self) < 0)
         return NULL;
-    PyObject *seq = PySequence_Fast(views, "put_many() takes a list or tuple of block views");
+    PyObject *seq = pyshm_views_tuple(views, "put_many");
     if (!seq)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);

@@ -125,8 +125,11 @@ PyObject *pyshm_block_view_new(pyshm_state *st, ShareMemObject *shm, size_t pool
 BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op);
 /* Release the view after its block was handed back: any later access raises ValueError. */
 int pyshm_block_release_view(pyshm_state *st, BlockObject *block);
-/* pyshm_block_from_view for every item of a list or tuple `views` (from
- * PySequence_Fast), refusing a block listed twice. Fills blocks[] (borrowed). */
+/* A tuple of the items of the list or tuple `views`: it keeps every view alive for the
+ * whole call, even if another thread empties the caller's list meanwhile. */
+PyObject *pyshm_views_tuple(PyObject *views, const char *op);
+/* pyshm_block_from_view for every item of a tuple from pyshm_views_tuple, refusing a
+ * block listed twice. Fills blocks[] (borrowed). */
 int pyshm_blocks_from_views(pyshm_state *st, ShareMemObject *shm, PyObject *views, const char *op,
                             BlockObject **blocks);
 /* The views of blocks just taken, as a new list; blocks that cannot be wrapped go back

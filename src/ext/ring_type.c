@@ -178,26 +178,46 @@ static PyObject *enqueue_blocks(RingObject *self, BlockObject **blocks, Py_ssize
                                 const struct pyshm_wait_options *opts, const char *what)
 {
     struct pyshm_held_block one, *held = n == 1 ? &one : PyMem_Malloc((size_t)(n ? n : 1) * sizeof(*held));
+    /* While the call sleeps without the GIL, another thread could release a view or drop
+     * the last reference to it: hold an export of each view until the wait is over. */
+    Py_buffer pinned_one, *pinned = NULL;
+    Py_ssize_t pinned_count = 0;
+    PyObject *result = NULL;
     if (!held)
         return PyErr_NoMemory();
+    if (opts->block) {
+        pinned = n == 1 ? &pinned_one : PyMem_Malloc((size_t)n * sizeof(*pinned));
+        if (!pinned) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (; pinned_count < n; pinned_count++)
+            if (PyObject_GetBuffer(blocks[pinned_count]->view, &pinned[pinned_count], PyBUF_SIMPLE) < 0)
+                goto done;
+    }
     for (Py_ssize_t i = 0; i < n; i++)
-        held[i] = (struct pyshm_held_block){&self->shm->region.pools[blocks[i]->pool_slot], blocks[i]->index,
+        held[i] = (struct pyshm_held_block){self->shm->region.pools[blocks[i]->pool_slot], blocks[i]->index,
                                             blocks[i]->gen};
     struct enqueue_attempt a = {&self->ring, held, (uint64_t)n};
-    int rc = n ? pyshm_wait_until(self->shm, &self->ring.ring.counters->not_full, &self->enqueue_spin_ns, -PYSHM_EFULL, try_enqueue, &a,
-                                  opts)
+    int rc = n ? pyshm_wait_until(self->shm, &self->ring.ring.counters->not_full, &self->enqueue_spin_ns,
+                                  -PYSHM_EFULL, try_enqueue, &a, opts)
                : 0;
     for (Py_ssize_t i = 0; i < n; i++)
         blocks[i]->gen = held[i].gen;
+    for (; pinned_count > 0; pinned_count--)
+        PyBuffer_Release(&pinned[pinned_count - 1]);
+    if (rc < 0)
+        ring_raise(self, rc, what);
+    else if (pyshm_block_release_views(self->state, blocks, n) == 0)
+        result = Py_NewRef(Py_None);
+done:
+    for (; pinned_count > 0; pinned_count--)
+        PyBuffer_Release(&pinned[pinned_count - 1]);
+    if (pinned && pinned != &pinned_one)
+        PyMem_Free(pinned);
     if (held != &one)
         PyMem_Free(held);
-    if (rc < 0) {
-        ring_raise(self, rc, what);
-        return NULL;
-    }
-    if (pyshm_block_release_views(self->state, blocks, n) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    return result;
 }
 
 static PyObject *ring_enqueue(RingObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -229,7 +249,7 @@ static PyObject *ring_enqueue_many(RingObject *self, PyObject *const *args, Py_s
     if (pyshm_parse_call(args, nargs, kwnames, "O|$OO:enqueue_many", kwlist, &views, &block, &timeout) < 0 ||
         pyshm_wait_options(block, timeout, &opts) < 0 || ring_check_open(self) < 0)
         return NULL;
-    PyObject *seq = PySequence_Fast(views, "enqueue_many() takes a list or tuple of block views");
+    PyObject *seq = pyshm_views_tuple(views, "enqueue_many");
     if (!seq)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -298,9 +318,8 @@ static PyObject *ring_dequeue(RingObject *self, PyObject *const *args, Py_ssize_
     struct dequeue_attempt a = {&self->ring, &self->shm->region, size, &taken, 0};
     if (dequeue_waiting(self, &a, &opts, "Ring.dequeue") < 0)
         return NULL;
-    size_t slot = (size_t)(taken.pool - self->shm->region.pools);
     Py_ssize_t length = (Py_ssize_t)(size ? size : taken.pool->elt_size);
-    return pyshm_block_view_new(self->state, self->shm, slot, taken.index, taken.gen, length);
+    return pyshm_block_view_new(self->state, self->shm, taken.pool->slot, taken.index, taken.gen, length);
 }
 
 static PyObject *ring_dequeue_many(RingObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)

@@ -69,7 +69,23 @@ static ShareMemObject *shm_open_region(pyshm_state *st, uint64_t size, PyObject 
     return self;
 }
 
-ShareMemObject *pyshm_shm_create(pyshm_state *st, uint64_t size) { return shm_open_region(st, size, NULL, -1); }
+/* Pass a fresh region object through pyshm.shm.<hook> (its registry of the one object
+ * mapping each region in this process). Consumes `fresh`; returns what the hook does. */
+static PyObject *shm_registry(const char *hook, ShareMemObject *fresh)
+{
+    if (!fresh)
+        return NULL;
+    PyObject *shm_module = PyImport_ImportModule("pyshm.shm");
+    PyObject *res = shm_module ? PyObject_CallMethod(shm_module, hook, "O", (PyObject *)fresh) : NULL;
+    Py_XDECREF(shm_module);
+    Py_DECREF(fresh);
+    return res;
+}
+
+ShareMemObject *pyshm_shm_create(pyshm_state *st, uint64_t size)
+{
+    return (ShareMemObject *)shm_registry("_register", shm_open_region(st, size, NULL, -1));
+}
 
 PyObject *pyshm_object_name(const struct pyshm_region *r, uint64_t offset)
 {
@@ -141,19 +157,6 @@ void pyshm_shm_raise_no_room(ShareMemObject *shm, const char *what, uint64_t nee
                  (unsigned long long)shm->region.size);
 }
 
-/* The one object mapping a region in this process (pyshm/shm.py keeps the registry):
- * attaching a region twice gives the same object, so its pools and rings work together. */
-static PyObject *shm_adopt(ShareMemObject *fresh)
-{
-    if (!fresh)
-        return NULL;
-    PyObject *shm_module = PyImport_ImportModule("pyshm.shm");
-    PyObject *res = shm_module ? PyObject_CallMethod(shm_module, "_adopt", "O", (PyObject *)fresh) : NULL;
-    Py_XDECREF(shm_module);
-    Py_DECREF(fresh);
-    return res;
-}
-
 static PyObject *shm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"size", "name", NULL};
@@ -163,14 +166,15 @@ static PyObject *shm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     if (pyshm_uint64_arg(size_obj, "ShareMem size", 1, &size) < 0)
         return NULL;
-    ShareMemObject *shm = shm_open_region(pyshm_state_of_type(type), size, name == Py_None ? NULL : name, -1);
-    /* A named region is registered at once, so attach() in this process finds it. */
-    return name == Py_None || !shm ? (PyObject *)shm : shm_adopt(shm);
+    /* Registered at once, so that attaching or receiving it again here, in this process
+     * or in a fork child, gives back this object. */
+    return shm_registry("_register",
+                        shm_open_region(pyshm_state_of_type(type), size, name == Py_None ? NULL : name, -1));
 }
 
 static PyObject *shm_attach(PyTypeObject *type, PyObject *name)
 {
-    return shm_adopt(shm_open_region(pyshm_state_of_type(type), 0, name, -1));
+    return shm_registry("_adopt", shm_open_region(pyshm_state_of_type(type), 0, name, -1));
 }
 
 static PyObject *shm_from_fd(PyTypeObject *type, PyObject *fd_obj)

@@ -85,6 +85,8 @@ void tc_view_close(const struct pyshm_region *src, struct pyshm_region *view)
 {
     if (view->base && view->base != src->base)
         munmap(view->base, view->map_size);
+    for (size_t i = 0; i < view->pool_count; i++)
+        free(view->pools[i]);
     free(view->pools);
     memset(view, 0, sizeof(*view));
     view->fd = -1;

@@ -404,7 +404,7 @@ static void test_pool_ownership(void)
     /* Taken out: the consumer holds it at a new generation, the producer's is stale. */
     struct pyshm_taken_block t;
     CHECK_EQ(pyshm_block_ring_dequeue(&q, &r, 0, &t), 0);
-    CHECK(t.pool == &r.pools[0]);
+    CHECK(t.pool == r.pools[0]);
     CHECK_EQ(t.index, a);
     CHECK_EQ(t.gen, queued_gen + 2);
     g = queued_gen;
