@@ -10,6 +10,7 @@ CORE = [
     "src/core/mempool.c",
     "src/core/block_ring.c",
     "src/core/wait.c",
+    "src/core/process.c",
 ]
 BINDING = [
     "src/ext/module.c",

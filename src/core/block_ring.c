@@ -153,14 +153,11 @@ static int check_head(void *ctx, uint64_t offset)
 /* After a claim: IN_RING -> HELD at the next generation, which the taker holds. */
 static int take_ownership(const struct pyshm_pool *pool, uint64_t index, struct pyshm_taken_block *out)
 {
-    pyshm_atomic64 *state = &pool->states[index];
-    uint64_t seen = atomic_load_explicit(state, memory_order_relaxed);
-    if (pyshm_block_kind_of(seen) != PYSHM_BLOCK_IN_RING ||
-        pyshm_block_transition(state, PYSHM_BLOCK_IN_RING, pyshm_block_gen_of(seen), PYSHM_BLOCK_HELD) < 0)
-        return -PYSHM_ECORRUPT;
+    int rc = pyshm_block_take(pool, index, PYSHM_BLOCK_IN_RING, &out->gen);
+    if (rc < 0)
+        return rc;
     out->pool = pool;
     out->index = index;
-    out->gen = pyshm_block_gen_of(seen) + 1;
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <string.h>
 
+#include "process.h"
 #include "region.h"
 
 #define PYSHM_PUT_ATTEMPTS 100000u
@@ -16,7 +17,7 @@ static uint64_t stride_for(uint64_t elt_size)
 }
 
 struct pool_layout {
-    uint64_t stride, slots, states, data, size; /* offsets relative to the pool object */
+    uint64_t stride, slots, states, holders, data, size; /* offsets relative to the pool object */
 };
 
 static int layout_of(uint64_t count, uint64_t elt_size, struct pool_layout *l)
@@ -26,7 +27,8 @@ static int layout_of(uint64_t count, uint64_t elt_size, struct pool_layout *l)
     l->stride = stride_for(elt_size);
     l->slots = sizeof(struct pyshm_pool_shared);
     l->states = l->slots + count * sizeof(struct pyshm_ring_slot);
-    l->data = PYSHM_ALIGN_UP(l->states + count * sizeof(pyshm_atomic64), PYSHM_CACHE_LINE);
+    l->holders = l->states + count * sizeof(pyshm_atomic64);
+    l->data = PYSHM_ALIGN_UP(l->holders + count * sizeof(pyshm_atomic64), PYSHM_CACHE_LINE);
     /* count and stride are below 2^41, so the product fits comfortably in 64 bits. */
     if (count > (UINT64_C(1) << 62) / l->stride)
         return -EINVAL;
@@ -55,6 +57,7 @@ static void fill_handle(const struct pyshm_region *r, uint64_t offset, uint64_t 
     p->data_offset = offset + l->data;
     p->data = r->base + offset + l->data;
     p->states = (pyshm_atomic64 *)(r->base + offset + l->states);
+    p->holders = (pyshm_atomic64 *)(r->base + offset + l->holders);
     p->free_queue.counters = &shared->free_queue;
     p->free_queue.slots = (struct pyshm_ring_slot *)(r->base + offset + l->slots);
     p->free_queue.capacity = count;
@@ -81,6 +84,7 @@ int pyshm_pool_create(struct pyshm_region *r, uint64_t count, uint64_t elt_size,
     shared->slots_offset = offset + l.slots;
     shared->states_offset = offset + l.states;
     shared->data_offset = offset + l.data;
+    shared->holders_offset = offset + l.holders;
     fill_handle(r, offset, count, elt_size, flags, &l, out);
     /* A fresh mapping is zero: every block is FREE at generation 0 already. */
     for (uint64_t i = 0; i < count; i++)
@@ -102,6 +106,7 @@ int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pysh
     struct pyshm_object_header object = shared->object;
     uint64_t count = shared->count, elt_size = shared->elt_size, flags = shared->flags;
     uint64_t slots = shared->slots_offset, states = shared->states_offset, data = shared->data_offset;
+    uint64_t holders = shared->holders_offset;
     struct pool_layout l;
     if (object.magic != PYSHM_OBJECT_MAGIC || object.kind != PYSHM_KIND_POOL ||
         object.layout_version != PYSHM_LAYOUT_VERSION || (flags & ~(uint64_t)PYSHM_MEMPOOL_FLAGS) ||
@@ -109,7 +114,8 @@ int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pysh
         return -PYSHM_ECORRUPT;
     /* The layout is a function of the geometry: any other offsets were not written by us. */
     if (object.size != l.size || slots != offset + l.slots || states != offset + l.states ||
-        data != offset + l.data || shared->stride != l.stride || l.size > r->size - offset)
+        data != offset + l.data || holders != offset + l.holders || shared->stride != l.stride ||
+        l.size > r->size - offset)
         return -PYSHM_ECORRUPT;
     fill_handle(r, offset, count, elt_size, (uint32_t)flags, &l, out);
     return 0;
@@ -126,20 +132,27 @@ int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, ui
     return -PYSHM_ESTALE;
 }
 
-/* A block index fresh out of the free queue: FREE -> HELD at the next generation. */
-static int take_free_block(const struct pyshm_pool *p, uint64_t idx, uint64_t *gen)
+int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_block_kind from, uint64_t *gen)
 {
-    if (idx >= p->count)
+    if (index >= p->count)
         return -PYSHM_ECORRUPT;
-    /* The free queue gave us this index alone; the state must say FREE. */
-    uint64_t state = atomic_load_explicit(&p->states[idx], memory_order_relaxed);
-    if (pyshm_block_kind_of(state) != PYSHM_BLOCK_FREE)
+    /* The queue gave us this index alone; its state must say where it came from. */
+    uint64_t state = atomic_load_explicit(&p->states[index], memory_order_relaxed);
+    if (pyshm_block_kind_of(state) != from)
         return -PYSHM_ECORRUPT;
     uint64_t g = pyshm_block_gen_of(state);
-    if (pyshm_block_transition(&p->states[idx], PYSHM_BLOCK_FREE, g, PYSHM_BLOCK_HELD) < 0)
+    /* S2: the holder word first; the release CAS below publishes it with the state. */
+    atomic_store_explicit(&p->holders[index], pyshm_holder_self(), memory_order_relaxed);
+    if (pyshm_block_transition(&p->states[index], from, g, PYSHM_BLOCK_HELD) < 0)
         return -PYSHM_ECORRUPT;
     *gen = g + 1;
     return 0;
+}
+
+/* A block index fresh out of the free queue: FREE -> HELD at the next generation. */
+static int take_free_block(const struct pyshm_pool *p, uint64_t idx, uint64_t *gen)
+{
+    return pyshm_block_take(p, idx, PYSHM_BLOCK_FREE, gen);
 }
 
 int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen)
@@ -213,6 +226,30 @@ int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, ui
     }
     hold_again(p, indices, gens, n);
     return -EAGAIN;
+}
+
+int64_t pyshm_pool_reclaim(const struct pyshm_pool *p)
+{
+    int64_t freed = 0;
+    uint64_t gone_holder = 0; /* the last holder found gone: blocks come in runs */
+    for (uint64_t i = 0; i < p->count; i++) {
+        /* S2 acquire: pairs with the release CAS in pyshm_block_take. */
+        uint64_t state = atomic_load_explicit(&p->states[i], memory_order_acquire);
+        if (pyshm_block_kind_of(state) != PYSHM_BLOCK_HELD)
+            continue;
+        uint64_t holder = atomic_load_explicit(&p->holders[i], memory_order_relaxed);
+        if (holder != gone_holder && !pyshm_holder_is_gone(holder))
+            continue;
+        gone_holder = holder;
+        /* The CAS fails if the block changed hands since we looked: then it is not ours. */
+        uint64_t gen = pyshm_block_gen_of(state);
+        int rc = pyshm_pool_put(p, i, &gen);
+        if (rc == 0)
+            freed++;
+        else if (rc != -PYSHM_ESTALE && rc != -EAGAIN)
+            return rc;
+    }
+    return freed;
 }
 
 int pyshm_pool_put(const struct pyshm_pool *p, uint64_t index, uint64_t *held_gen)

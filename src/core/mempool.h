@@ -6,6 +6,7 @@
  *   struct pyshm_pool_shared     object header, geometry, free-queue counters
  *   free-queue slots             count x struct pyshm_ring_slot (a ring.h FIFO of indices)
  *   block states                 count x 64-bit state word
+ *   block holders                count x 64-bit holder word (process.h)
  *   block data                   count x stride bytes, 64-byte aligned
  *
  * Free blocks wait in a ring.h FIFO of block indices, so get() hands out the block that
@@ -21,10 +22,21 @@
  * reports -PYSHM_ESTALE instead of freeing a block someone else now holds. The
  * generation has 62 bits: it cannot wrap in practice.
  *
+ * Who holds a HELD block is recorded in its holder word, written by the taker before its
+ * CAS to HELD, so whoever sees the state HELD at generation g also sees the holder of g.
+ * pyshm_pool_reclaim frees the HELD blocks whose holder process is gone.
+ *
  *   label  release                                   acquire
  *   S1     every state CAS is acq_rel: a process that wins the CAS for (kind, gen) sees
  *          everything the previous owner did before its own CAS to (kind, gen).
  *          Block bytes themselves travel with the ring that carries the block (ring.h R1).
+ *   S2     holder store, then the CAS to HELD         reclaim: acquire load of the state,
+ *          (release)                                  then the holder word
+ *
+ * What reclaim cannot see: a process killed after taking a block from a queue but before
+ * its CAS to HELD, or after its CAS to FREE but before queueing the block, leaves a
+ * block that is in no queue and held by nobody. Those windows are a few instructions
+ * long; closing them needs the announcement protocol described in docs/design.md.
  */
 #ifndef PYSHM_CORE_MEMPOOL_H
 #define PYSHM_CORE_MEMPOOL_H
@@ -69,7 +81,7 @@ struct pyshm_pool_shared {
     uint64_t slots_offset;  /* region offsets */
     uint64_t states_offset;
     uint64_t data_offset;
-    uint64_t reserved;
+    uint64_t holders_offset;
     struct pyshm_ring_counters free_queue;
 };
 _Static_assert(sizeof(struct pyshm_pool_shared) == 320, "pool header layout");
@@ -87,6 +99,7 @@ struct pyshm_pool {
     uint64_t data_offset;
     uint8_t *data;
     pyshm_atomic64 *states;
+    pyshm_atomic64 *holders;
     struct pyshm_ring free_queue;
 };
 
@@ -122,6 +135,14 @@ int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, ui
  * caller, at the generation now in *held_gen.
  */
 int pyshm_pool_put(const struct pyshm_pool *p, uint64_t index, uint64_t *held_gen);
+
+/* Free every HELD block whose holder process is gone. Returns how many went back to the
+ * free queue, or -PYSHM_ECORRUPT. Blocks in a ring are left alone: still deliverable. */
+int64_t pyshm_pool_reclaim(const struct pyshm_pool *p);
+
+/* Take a block that has just left a queue: record this process as its holder, then move
+ * its state from (from, *gen) to (HELD, *gen + 1). 0 or -PYSHM_ECORRUPT. */
+int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_block_kind from, uint64_t *gen);
 
 /* Move a block's state from (from, gen) to (to, gen + 1). 0 or -PYSHM_ESTALE. */
 int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, uint64_t gen,

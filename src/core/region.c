@@ -66,6 +66,17 @@ static void zero_handle(struct pyshm_region *r)
     r->fd = -1;
 }
 
+static uint64_t pool_end(const struct pyshm_pool *p) { return p->data_offset + p->count * p->stride; }
+
+/* Does [start, end) overlap a pool this process knows? */
+static int overlaps_known_pool(const struct pyshm_region *r, uint64_t start, uint64_t end)
+{
+    for (size_t i = 0; i < r->pool_count; i++)
+        if (start < pool_end(r->pools[i]) && r->pools[i]->offset < end)
+            return 1;
+    return 0;
+}
+
 static int check_size(uint64_t size) { return size == 0 || size > PYSHM_MAX_REGION_SIZE ? -EINVAL : 0; }
 
 int pyshm_region_create(struct pyshm_region *r, uint64_t size)
@@ -185,6 +196,9 @@ int pyshm_region_carve(struct pyshm_region *r, uint64_t size, uint32_t kind, con
         /* Relaxed: the carve end orders nothing; publication (O1) does. */
     } while (!atomic_compare_exchange_weak_explicit(&h->carve_end, &end, start + size,
                                                     memory_order_relaxed, memory_order_relaxed));
+    /* A carve end moved back by a faulty process would hand out a live object's bytes. */
+    if (overlaps_known_pool(r, start, start + size))
+        return -PYSHM_ECORRUPT;
     struct pyshm_object_header *obj = (struct pyshm_object_header *)(r->base + start);
     memset(obj, 0, sizeof(*obj));
     obj->magic = PYSHM_OBJECT_MAGIC;
@@ -220,8 +234,17 @@ long pyshm_region_pool_slot(const struct pyshm_region *r, uint64_t pool_offset)
 
 int pyshm_region_add_pool(struct pyshm_region *r, const struct pyshm_pool *pool)
 {
-    if (pyshm_region_pool_slot(r, pool->offset) >= 0)
-        return 0;
+    long known = pyshm_region_pool_slot(r, pool->offset);
+    if (known >= 0) {
+        const struct pyshm_pool *k = r->pools[known];
+        return k->count == pool->count && k->elt_size == pool->elt_size && k->stride == pool->stride &&
+                       k->flags == pool->flags
+                   ? 0
+                   : -PYSHM_ECORRUPT;
+    }
+    /* Pools never overlap: one that would overlap a pool we know is a forgery. */
+    if (overlaps_known_pool(r, pool->offset, pool_end(pool)))
+        return -PYSHM_ECORRUPT;
     if (r->pool_count == r->pool_capacity) {
         size_t capacity = r->pool_capacity ? 2 * r->pool_capacity : 4;
         struct pyshm_pool **pools = realloc(r->pools, capacity * sizeof(*pools));
@@ -271,9 +294,9 @@ static int add_if_pool(void *ctx, uint64_t offset, const struct pyshm_object_hea
     struct pyshm_region *r = ctx;
     struct pyshm_pool pool;
     if (obj->kind == PYSHM_KIND_POOL && pyshm_region_pool_slot(r, offset) < 0 &&
-        pyshm_pool_attach(r, offset, &pool) == 0)
-        return pyshm_region_add_pool(r, &pool);
-    return 0;
+        pyshm_pool_attach(r, offset, &pool) == 0 && pyshm_region_add_pool(r, &pool) == -ENOMEM)
+        return -ENOMEM;
+    return 0; /* a forged pool is skipped; the walk goes on */
 }
 
 /* Add every valid pool this process does not know yet. */

@@ -97,7 +97,8 @@ int pyshm_region_find_named(const struct pyshm_region *r, const char *name, uint
 /* Make a fully built object visible to every process (O1). */
 void pyshm_region_publish(struct pyshm_region *r, uint64_t offset);
 
-/* Remember a pool this process created or validated. 0 or -ENOMEM. A pool keeps its
+/* Remember a pool this process created or validated. 0, -ENOMEM, or -PYSHM_ECORRUPT if
+ * it overlaps a pool already known (only a forged header can make it so). A pool keeps its
  * slot in the table and its address for the life of the handle (the table only grows,
  * and holds pointers), so a pointer from pyshm_region_find_block stays valid. */
 int pyshm_region_add_pool(struct pyshm_region *r, const struct pyshm_pool *pool);

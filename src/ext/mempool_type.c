@@ -34,9 +34,11 @@ static PyObject *mempool_wrap(PyTypeObject *type, pyshm_state *st, ShareMemObjec
     self->state = st;
     self->shm = shm;
     self->pool = *pool;
-    if (pyshm_region_add_pool(&shm->region, pool) < 0) {
+    int rc = pyshm_region_add_pool(&shm->region, pool);
+    if (rc < 0) {
+        pyshm_raise(st, rc, "Mempool");
         Py_DECREF(self);
-        return PyErr_NoMemory();
+        return NULL;
     }
     self->pool_slot = (size_t)pyshm_region_pool_slot(&shm->region, pool->offset);
     self->pool.slot = self->pool_slot;
@@ -107,6 +109,11 @@ static PyObject *mempool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 /* A handle on the pool at a region offset, validated. */
 static PyObject *mempool_at(PyTypeObject *type, ShareMemObject *shm, uint64_t offset)
 {
+    /* A pool this process already validated keeps the geometry it had then: the header
+     * in shared memory may have been rewritten since. */
+    long known = pyshm_region_pool_slot(&shm->region, offset);
+    if (known >= 0)
+        return mempool_wrap(type, shm->state, (ShareMemObject *)Py_NewRef(shm), shm->region.pools[known]);
     struct pyshm_pool pool;
     if (pyshm_pool_attach(&shm->region, offset, &pool) < 0) {
         PyErr_Format(shm->state->CorruptionError, "no valid Mempool at offset %llu of this ShareMem",
@@ -310,6 +317,21 @@ done:
     return result;
 }
 
+static PyObject *mempool_reclaim(MempoolObject *self, PyObject *Py_UNUSED(unused))
+{
+    if (pool_check_open(self) < 0)
+        return NULL;
+    int64_t freed;
+    Py_BEGIN_ALLOW_THREADS /* a scan of every block, and /proc reads */
+    freed = pyshm_pool_reclaim(&self->pool);
+    Py_END_ALLOW_THREADS
+    if (freed < 0) {
+        pyshm_raise(self->state, (int)freed, "Mempool.reclaim");
+        return NULL;
+    }
+    return PyLong_FromLongLong(freed);
+}
+
 static PyObject *mempool_cleanup(MempoolObject *self, PyObject *Py_UNUSED(unused))
 {
     /* Views already handed out keep their own reference to the region. */
@@ -375,6 +397,9 @@ static PyMethodDef mempool_methods[] = {
      "EmptyError if none is free (after waiting, if block is true)."},
     {"get_many", (PyCFunction)(void (*)(void))mempool_get_many, METH_FASTCALL | METH_KEYWORDS,
      "get_many(n, *, block=False, timeout=None) -> list: 1 to n free blocks."},
+    {"reclaim", (PyCFunction)mempool_reclaim, METH_NOARGS,
+     "reclaim() -> int: return to the pool every block held by a process that no longer\n"
+     "exists; blocks waiting in rings are left alone. Returns how many came back."},
     {"put_many", (PyCFunction)mempool_put_many, METH_O,
      "put_many(views): give blocks back, all or none; their views are released."},
     {"attach", (PyCFunction)(void (*)(void))mempool_attach, METH_FASTCALL | METH_CLASS,
