@@ -1,0 +1,1 @@
+"""pyshm's benchmark harness: ``python bench/run.py`` or ``python -m bench`` (see README.md)."""

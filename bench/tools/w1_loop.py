@@ -1,0 +1,39 @@
+"""W1's hand-off in one process, for profilers (no second process to attribute).
+
+    valgrind --tool=callgrind --callgrind-out-file=/tmp/w1.callgrind \
+        python bench/tools/w1_loop.py 200000
+    callgrind_annotate /tmp/w1.callgrind | head -40
+
+Each iteration: get, struct.pack_into a sequence number, enqueue | dequeue,
+struct.unpack_from and check, put: the calls of W1, with the pool and ring flags W1 uses.
+"""
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import pyshm  # noqa: E402
+
+
+def main(n: int) -> None:
+    shm = pyshm.ShareMem(1 << 20)
+    pool = pyshm.Mempool(1024, 64, pyshm.MEMPOOL_F_SC_GET | pyshm.MEMPOOL_F_SP_PUT, shm)
+    ring = pyshm.Ring(1024, pyshm.RING_F_SP_ENQ | pyshm.RING_F_SC_DEQ, shm)
+    get, put, enq, deq = pool.get, pool.put, ring.enqueue, ring.dequeue
+    pack, unpack = struct.Struct("<Q").pack_into, struct.Struct("<Q").unpack_from
+    for seq in range(n):
+        v = get()
+        pack(v, 0, seq)
+        enq(v)
+        w = deq()
+        if unpack(w, 0)[0] != seq:
+            raise AssertionError(seq)
+        put(w)
+    ring.close()
+    pool.close()
+    shm.close()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
