@@ -88,9 +88,16 @@ int pyshm_region_create(struct pyshm_region *r, uint64_t size)
 #ifdef MFD_CLOEXEC
     /* A file descriptor lets the region be handed to processes that were not forked,
      * and an anonymous file leaves no name behind when its last user dies. */
-    fd = memfd_create("pyshm", MFD_CLOEXEC);
+    fd = memfd_create("pyshm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 #endif
-    return create_on_fd(r, fd, size);
+    int rc = create_on_fd(r, fd, size);
+#ifdef F_SEAL_SHRINK
+    /* A process holding the descriptor could otherwise shrink the file under every
+     * mapping (SIGBUS on the next access): forbid it. */
+    if (rc == 0 && fd >= 0)
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL);
+#endif
+    return rc;
 }
 
 int pyshm_region_create_named(struct pyshm_region *r, uint64_t size, const char *name)
