@@ -186,7 +186,9 @@ int pyshm_block_ring_dequeue(const struct pyshm_block_ring *q, struct pyshm_regi
     return take_ownership(check.pool, check.index, out);
 }
 
-/* dequeue_burst without the shutdown check. */
+/* dequeue_burst without the shutdown check: the count of valid blocks taken, which is 0 when
+ * every entry taken from the ring was garbage (dropped); or -PYSHM_EEMPTY, -PYSHM_ECORRUPT
+ * (the ring's own counters are corrupt), -ENOMEM. max >= 1. */
 static int64_t take_burst(const struct pyshm_block_ring *q, struct pyshm_region *r, struct pyshm_taken_block *out,
                           uint64_t max)
 {
@@ -206,10 +208,10 @@ static int64_t take_burst(const struct pyshm_block_ring *q, struct pyshm_region 
     }
     if (offsets != small)
         free(offsets);
-    if (n <= 0)
-        return n; /* 0 only when max is 0 */
+    if (n < 0)
+        return n;
     pyshm_wait_notify(&q->ring.counters->not_full);
-    return taken > 0 ? taken : -PYSHM_ECORRUPT;
+    return taken;
 }
 
 int64_t pyshm_block_ring_dequeue_burst(const struct pyshm_block_ring *q, struct pyshm_region *r,
@@ -217,7 +219,11 @@ int64_t pyshm_block_ring_dequeue_burst(const struct pyshm_block_ring *q, struct 
 {
     if (pyshm_block_ring_shutdown_state(q) == PYSHM_RING_SHUTDOWN_NOW)
         return -ESHUTDOWN;
+    if (max == 0)
+        return 0;
     int64_t n = take_burst(q, r, out, max);
+    if (n == 0)
+        return -PYSHM_ECORRUPT; /* entries were taken, all of them garbage */
     return n == -PYSHM_EEMPTY ? empty_or_shutdown(q) : n;
 }
 
@@ -226,18 +232,22 @@ int64_t pyshm_block_ring_drain(const struct pyshm_block_ring *q, struct pyshm_re
     struct pyshm_taken_block taken[64];
     int64_t returned = 0;
     /* Each round takes at least one entry, so a full ring drains within capacity rounds;
-     * the bound also ends the loop if garbage keeps the ring from draining. */
+     * the bound also ends the loop if garbage keeps the ring from draining. Garbage entries
+     * are dropped and draining goes on; corrupt counters end it at once (each such failure
+     * has already cost the ring's whole retry budget). */
     for (uint64_t round = 0; round <= q->ring.capacity; round++) {
         int64_t n = take_burst(q, r, taken, 64);
         if (n == -PYSHM_EEMPTY)
             return returned;
-        if (n == -PYSHM_ECORRUPT)
-            continue; /* garbage dropped; keep draining */
         if (n < 0)
             return n;
-        for (int64_t i = 0; i < n; i++)
-            if (pyshm_pool_put(taken[i].pool, taken[i].index, &taken[i].gen) == 0)
+        for (int64_t i = 0; i < n; i++) {
+            int rc = pyshm_pool_put(taken[i].pool, taken[i].index, &taken[i].gen);
+            if (rc == 0)
                 returned++;
+            else if (rc != -PYSHM_ESTALE)
+                return -PYSHM_ECORRUPT; /* a free queue that will not take it: stop here */
+        }
     }
     return returned;
 }

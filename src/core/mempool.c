@@ -238,7 +238,8 @@ int64_t pyshm_pool_reclaim(const struct pyshm_pool *p)
         if (pyshm_block_kind_of(state) != PYSHM_BLOCK_HELD)
             continue;
         uint64_t holder = atomic_load_explicit(&p->holders[i], memory_order_relaxed);
-        if (holder != gone_holder && !pyshm_holder_is_gone(holder))
+        /* 0 means nobody recorded a holder: never reclaim on a guess. */
+        if (holder == 0 || (holder != gone_holder && !pyshm_holder_is_gone(holder)))
             continue;
         gone_holder = holder;
         /* The CAS fails if the block changed hands since we looked: then it is not ours. */
@@ -246,7 +247,9 @@ int64_t pyshm_pool_reclaim(const struct pyshm_pool *p)
         int rc = pyshm_pool_put(p, i, &gen);
         if (rc == 0)
             freed++;
-        else if (rc != -PYSHM_ESTALE && rc != -EAGAIN)
+        else if (rc == -EAGAIN)
+            return freed; /* the free queue will not take it now; a later call goes on */
+        else if (rc != -PYSHM_ESTALE)
             return rc;
     }
     return freed;

@@ -137,7 +137,9 @@ int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, ui
 int pyshm_pool_put(const struct pyshm_pool *p, uint64_t index, uint64_t *held_gen);
 
 /* Free every HELD block whose holder process is gone. Returns how many went back to the
- * free queue, or -PYSHM_ECORRUPT. Blocks in a ring are left alone: still deliverable. */
+ * free queue, or -PYSHM_ECORRUPT. Blocks in a ring are left alone: still deliverable.
+ * A block with no recorded holder (word 0) is never freed. If the free queue refuses a
+ * block (it reads full: corrupt counters), the scan stops and returns the count so far. */
 int64_t pyshm_pool_reclaim(const struct pyshm_pool *p);
 
 /* Take a block that has just left a queue: record this process as its holder, then move

@@ -87,7 +87,8 @@ static void test_pool_attach(void)
         sh->object.size = big;
         sh->slots_offset = p.offset + PSH;
         sh->states_offset = p.offset + PSH + count * 16;
-        sh->data_offset = PYSHM_ALIGN_UP(sh->states_offset + count * 8, 64);
+        sh->holders_offset = sh->states_offset + count * 8;
+        sh->data_offset = PYSHM_ALIGN_UP(sh->holders_offset + count * 8, 64);
         CHECK_EQ(pyshm_pool_attach(&r, p.offset, &out), -PYSHM_ECORRUPT);
         /* The same, shrunk to fit, is accepted: attach checks layout, not history. */
         count = 9;
@@ -95,7 +96,8 @@ static void test_pool_attach(void)
         sh->count = count;
         sh->object.size = big;
         sh->states_offset = p.offset + PSH + count * 16;
-        sh->data_offset = PYSHM_ALIGN_UP(sh->states_offset + count * 8, 64);
+        sh->holders_offset = sh->states_offset + count * 8;
+        sh->data_offset = PYSHM_ALIGN_UP(sh->holders_offset + count * 8, 64);
         CHECK_EQ(pyshm_pool_attach(&r, p.offset, &out), 0);
         CHECK_EQ(out.count, 9);
         *sh = saved;
