@@ -326,6 +326,28 @@ def targets(summary: dict, pool: dict) -> list[dict]:
 # --- README snippet --------------------------------------------------------------------------
 
 
+README_BEGIN = ".. begin: bench/results/latest.rst (written by bench/run.py)"
+README_END = ".. end: bench/results/latest.rst"
+
+
+def update_readme(snippet: str) -> None:
+    """Put a full run's snippet between README.rst's markers, if the README has them."""
+    path = os.path.join(os.path.dirname(BENCH_DIR), "README.rst")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        return
+    head = text[:begin + len(README_BEGIN)]
+    with open(path + ".tmp", "w") as f:
+        f.write(head + "\n\n" + snippet.rstrip("\n") + "\n\n" + text[end:])
+    os.replace(path + ".tmp", path)
+    print(f"updated {os.path.relpath(path)}")
+
+
 def rst_snippet(summary: dict, systems: list[System], info: dict, png_name: str) -> str:
     """reStructuredText for README.rst: the chart, the machine, the main figures."""
     load = info.get("loadavg_start", [0])[0]
@@ -615,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(rst, "w") as f:
             f.write(rst_snippet(summary, systems, info, f"{stem}.png"))
         print(f"wrote {os.path.relpath(rst)} (the chart and table for README.rst)")
+        if os.path.abspath(args.out) == os.path.abspath(os.path.join(BENCH_DIR, "results")):
+            update_readme(rst_snippet(summary, systems, info, f"{stem}.png"))
     if errors:
         log("\n!!! FAILURES:\n" + "\n".join(f"  {w} / {n}: {e.splitlines()[0] if e else ''}"
                                              for (w, n), e in errors.items()))

@@ -101,6 +101,7 @@ int pyshm_block_ring_enqueue_burst(const struct pyshm_block_ring *q, struct pysh
         rc = pyshm_block_transition(&b->pool->states[b->index], PYSHM_BLOCK_HELD, b->gen, PYSHM_BLOCK_IN_RING);
         if (rc < 0)
             break;
+        PYSHM_FAULT("ring.enqueue.in_ring");
         offsets[moved] = pyshm_pool_block_offset(b->pool, b->index);
     }
     if (rc == 0) {

@@ -5,10 +5,13 @@
 #include <sched.h>
 #include <string.h>
 
+#include "fault.h"
 #include "process.h"
 #include "region.h"
+#include "wait.h"
 
-#define PYSHM_PUT_ATTEMPTS 100000u
+/* How long a put waits for a get that holds a slot of the free queue it needs. */
+#define PYSHM_PUT_PATIENCE_MS 200u
 
 /* Blocks under a cache line are packed 8-byte aligned; larger ones start a cache line. */
 static uint64_t stride_for(uint64_t elt_size)
@@ -143,8 +146,10 @@ int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_bloc
     uint64_t g = pyshm_block_gen_of(state);
     /* S2: the holder word first; the release CAS below publishes it with the state. */
     atomic_store_explicit(&p->holders[index], pyshm_holder_self(), memory_order_relaxed);
+    PYSHM_FAULT("block.take.holder");
     if (pyshm_block_transition(&p->states[index], from, g, PYSHM_BLOCK_HELD) < 0)
         return -PYSHM_ECORRUPT;
+    PYSHM_FAULT("block.take.done");
     *gen = g + 1;
     return 0;
 }
@@ -198,6 +203,7 @@ int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, ui
         rc = pyshm_block_transition(&p->states[indices[freed]], PYSHM_BLOCK_HELD, gens[freed], PYSHM_BLOCK_FREE);
         if (rc < 0)
             break;
+        PYSHM_FAULT("pool.put.freed");
     }
     if (rc < 0) {
         hold_again(p, indices, gens, freed);
@@ -209,7 +215,8 @@ int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, ui
      * released it (a few instructions, longer if that process was descheduled). Give it
      * a bounded number of chances, yielding the CPU, then undo and report.
      */
-    for (unsigned attempt = 0; attempt < PYSHM_PUT_ATTEMPTS; attempt++) {
+    uint64_t deadline = 0;
+    for (unsigned attempt = 0;; attempt++) {
         if (n == 1)
             rc = (p->flags & PYSHM_MEMPOOL_F_SP_PUT) ? pyshm_ring_enqueue_sp(&p->free_queue, indices[0])
                                                       : pyshm_ring_enqueue_mp(&p->free_queue, indices[0]);
@@ -221,8 +228,16 @@ int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, ui
         }
         if (rc != -PYSHM_EFULL)
             return rc;
-        if (attempt >= 16)
-            sched_yield();
+        if (attempt < 16)
+            continue;
+        /* A bound in time, not in attempts: with other processes runnable, one yield
+         * can cost a whole time slice. */
+        uint64_t now = pyshm_now_ns();
+        if (attempt == 16)
+            deadline = now + PYSHM_PUT_PATIENCE_MS * UINT64_C(1000000);
+        else if (now >= deadline)
+            break;
+        sched_yield();
     }
     hold_again(p, indices, gens, n);
     return -EAGAIN;

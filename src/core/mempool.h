@@ -131,7 +131,7 @@ int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, ui
 /*
  * Return a block held at *held_gen: 0, -PYSHM_ESTALE (not held at that generation: a
  * double put), -PYSHM_ECORRUPT, or -EAGAIN: the free queue stayed blocked by a get()
- * that never finished (a process stopped mid-call); the block is still held by the
+ * that did not finish within 200 ms (a process stopped or killed mid-call); the block is still held by the
  * caller, at the generation now in *held_gen.
  */
 int pyshm_pool_put(const struct pyshm_pool *p, uint64_t index, uint64_t *held_gen);

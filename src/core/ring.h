@@ -60,6 +60,7 @@
 #include <stdint.h>
 
 #include "atomics.h"
+#include "fault.h"
 #include "wait.h"
 
 struct pyshm_ring_slot {
@@ -142,6 +143,7 @@ static inline void pyshm_ring_publish(struct pyshm_ring_slot *slot, uint64_t pos
     atomic_store_explicit(&slot->value, value, memory_order_relaxed);
     /* R1 release: pairs with the acquire load of seq in dequeue. */
     atomic_store_explicit(&slot->seq, pyshm_ring_seq_full(pos), memory_order_release);
+    PYSHM_FAULT("queue.enq.published");
 }
 
 /* 0, -PYSHM_EFULL, or -PYSHM_ECORRUPT. */
@@ -156,6 +158,7 @@ static inline int pyshm_ring_enqueue_mp(const struct pyshm_ring *r, uint64_t val
         if (diff == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->counters->enq_pos, &pos, pos + 1,
                                                       memory_order_relaxed, memory_order_relaxed)) {
+                PYSHM_FAULT("queue.enq.claimed");
                 pyshm_ring_publish(slot, pos, value);
                 return 0;
             }
@@ -186,6 +189,7 @@ static inline int pyshm_ring_enqueue_sp(const struct pyshm_ring *r, uint64_t val
     if (diff > 0)
         return -PYSHM_ECORRUPT; /* a slot ahead of the only producer */
     atomic_store_explicit(&r->counters->enq_pos, pos + 1, memory_order_relaxed);
+    PYSHM_FAULT("queue.enq.claimed");
     pyshm_ring_publish(slot, pos, value);
     return 0;
 }
@@ -202,6 +206,7 @@ static inline void pyshm_ring_release_slot(const struct pyshm_ring *r, struct py
 {
     /* R2 release: pairs with the acquire load of seq in enqueue. */
     atomic_store_explicit(&slot->seq, pyshm_ring_seq_free(pos + r->capacity), memory_order_release);
+    PYSHM_FAULT("queue.deq.released");
 }
 
 /* 0 with *value set, -PYSHM_EEMPTY, -PYSHM_ECORRUPT, or the error `accept` returned. */
@@ -224,6 +229,7 @@ static inline int pyshm_ring_dequeue_mc(const struct pyshm_ring *r, uint64_t *va
             if (atomic_compare_exchange_weak_explicit(&r->counters->deq_pos, &pos, pos + 1,
                                                       memory_order_relaxed, memory_order_relaxed)) {
                 *value = v;
+                PYSHM_FAULT("queue.deq.claimed");
                 pyshm_ring_release_slot(r, slot, pos);
                 return 0;
             }
@@ -260,6 +266,7 @@ static inline int pyshm_ring_dequeue_sc(const struct pyshm_ring *r, uint64_t *va
     }
     atomic_store_explicit(&r->counters->deq_pos, pos + 1, memory_order_relaxed);
     *value = v;
+    PYSHM_FAULT("queue.deq.claimed");
     pyshm_ring_release_slot(r, slot, pos);
     return 0;
 }
@@ -293,6 +300,7 @@ static inline int pyshm_ring_enqueue_burst(const struct pyshm_ring *r, const uin
         if (ready == n) {
             if (atomic_compare_exchange_weak_explicit(&r->counters->enq_pos, &pos, pos + n,
                                                       memory_order_relaxed, memory_order_relaxed)) {
+                PYSHM_FAULT("queue.enq.claimed");
                 for (uint64_t i = 0; i < n; i++)
                     pyshm_ring_publish(pyshm_ring_slot_at(r, pos + i), pos + i, values[i]);
                 return 0;
@@ -327,6 +335,7 @@ static inline int64_t pyshm_ring_dequeue_burst(const struct pyshm_ring *r, uint6
         if (ready > 0) {
             if (atomic_compare_exchange_weak_explicit(&r->counters->deq_pos, &pos, pos + ready,
                                                       memory_order_relaxed, memory_order_relaxed)) {
+                PYSHM_FAULT("queue.deq.claimed");
                 for (uint64_t i = 0; i < ready; i++)
                     pyshm_ring_release_slot(r, pyshm_ring_slot_at(r, pos + i), pos + i);
                 return (int64_t)ready;

@@ -31,8 +31,8 @@
  *
  * Time. Under corruption some core calls legitimately take long: a claim retries up to
  * PYSHM_RING_MAX_RETRIES (2^20) times before it reports corruption (about 70 ms in this
- * instrumented build), and a put into a free queue that reads full retries 100000 times
- * with sched_yield (about 50 ms) before -EAGAIN. So that a slow input does not stall the
+ * instrumented build), and a put into a free queue that reads full yields the CPU for
+ * 200 ms before -EAGAIN. So that a slow input does not stall the
  * fuzzer, a program stops issuing operations once it has run FUZZ_BUDGET_MS milliseconds
  * (environment, default 1000; 0 for no limit, e.g. to replay a crash exactly).
  *

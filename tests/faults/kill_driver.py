@@ -1,0 +1,281 @@
+"""Kill one process at a chosen point inside a pyshm call while others keep working.
+
+Run by tests/test_kill.py with a build of pyshm made with PYSHM_FAULT_INJECTION=1 first
+on PYTHONPATH (src/core/fault.h lists the points)::
+
+    python tests/faults/kill_driver.py POINT WORKLOAD ROUNDS SEED
+
+Each round makes a fresh region with one pool and one ring, then forks two producers
+and two consumers (the survivors) and one victim. The victim sets PYSHM_FAULT=POINT:N
+(N random) and runs WORKLOAD ("single": get, enqueue, dequeue, put; "bulk": the same
+through get_many, enqueue_many, dequeue_many, put_many) until it passes the point for
+the N-th time and SIGKILLs itself. The survivors use blocking calls with short
+timeouts and stop at a deadline. Every message carries (sender, sequence, crc32).
+
+The parent then checks each child's exit status (survivors 0, the victim SIGKILL or 0
+if it never reached the point), that no survivor outlived the deadline by more than
+HANG_GUARD seconds, that no message was delivered twice or corrupted, and counts the
+blocks: it calls reclaim(), drains the ring into the pool, and reports every block
+that is neither free nor held by anyone as stranded. It prints one JSON object.
+"""
+import json
+import os
+import random
+import signal
+import struct
+import sys
+import tempfile
+import time
+import zlib
+
+from pyshm import CorruptionError, EmptyError, FullError, Mempool, PyshmError, Ring, ShareMem
+
+COUNT = 32
+ELT = 64
+RING_SLOTS = 16
+BATCH = 4
+RUN_SECONDS = 0.6
+WAIT = 0.02
+HANG_GUARD = 10.0
+MSG = struct.Struct("<III")  # sender, sequence, crc32 of the two
+VICTIM = 9
+EXIT_BAD_DATA = 4
+
+
+def stamp(view, sender, seq):
+    head = struct.pack("<II", sender, seq)
+    MSG.pack_into(view, 0, sender, seq, zlib.crc32(head))
+
+
+def read_stamp(view):
+    sender, seq, crc = MSG.unpack_from(view)
+    if zlib.crc32(struct.pack("<II", sender, seq)) != crc:
+        return None
+    return sender, seq
+
+
+class Log:
+    """Delivered stamps, appended to a file as they arrive (so a killed victim's survive)."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def add(self, item):
+        os.write(self.fd, b"%d %d\n" % item)
+
+
+def put_all(pool, views, held):
+    """Give views back; the ones the pool refuses (PyshmError) stay in `held`."""
+    for v in views:
+        try:
+            pool.put(v)
+        except PyshmError:
+            held.append(v)
+
+
+def producer(pool, ring, sender, deadline):
+    seq = 0
+    held = []
+    while time.monotonic() < deadline:
+        if held:
+            put_all(pool, [held.pop()], held)
+            continue
+        try:
+            v = pool.get(block=True, timeout=WAIT)
+        except EmptyError:
+            continue
+        stamp(v, sender, seq)
+        while True:
+            try:
+                ring.enqueue(v, block=True, timeout=WAIT)
+                seq += 1
+                break
+            except FullError:
+                if time.monotonic() >= deadline:
+                    put_all(pool, [v], held)
+                    break
+    return 0
+
+
+def consumer(pool, ring, log, deadline):
+    held = []
+    while time.monotonic() < deadline:
+        if held:
+            put_all(pool, [held.pop()], held)
+        try:
+            v = ring.dequeue(block=True, timeout=WAIT)
+        except EmptyError:
+            continue
+        except CorruptionError:
+            return EXIT_BAD_DATA
+        item = read_stamp(v)
+        if item is None:
+            return EXIT_BAD_DATA
+        log.add(item)
+        put_all(pool, [v], held)
+    return 0
+
+
+def victim(pool, ring, log, point, nth, workload, deadline):
+    os.environ["PYSHM_FAULT"] = f"{point}:{nth}"
+    seq = 0
+    held = []
+    while time.monotonic() < deadline:
+        try:
+            if workload == "single":
+                views = [pool.get(block=True, timeout=WAIT)]
+            else:
+                views = list(pool.get_many(BATCH, block=True, timeout=WAIT))
+        except EmptyError:
+            continue
+        for v in views:
+            stamp(v, VICTIM, seq)
+            seq += 1
+        try:
+            if workload == "single":
+                ring.enqueue(views[0], block=True, timeout=WAIT)
+            else:
+                ring.enqueue_many(views, block=True, timeout=WAIT)
+        except FullError:
+            put_all(pool, views, held)
+        try:
+            if workload == "single":
+                got = [ring.dequeue(block=True, timeout=WAIT)]
+            else:
+                got = list(ring.dequeue_many(BATCH, block=True, timeout=WAIT))
+        except EmptyError:
+            continue
+        except CorruptionError:
+            return EXIT_BAD_DATA
+        for v in got:
+            item = read_stamp(v)
+            if item is None:
+                return EXIT_BAD_DATA
+            log.add(item)
+        if workload == "single":
+            put_all(pool, got, held)
+        else:
+            try:
+                pool.put_many(got)
+            except PyshmError:
+                held.extend(got)
+    return 0
+
+
+def run_child(fn, *args):
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = fn(*args)
+        except BaseException as exc:  # report and fail, never return into the parent
+            try:
+                sys.stderr.write(f"child {os.getpid()}: {exc!r}\n")
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
+    return pid
+
+
+def reap(pids, limit):
+    """{pid: status} (exit code, or -signal); pids still running at `limit` are hung."""
+    statuses, hung = {}, []
+    for pid in pids:
+        while True:
+            cid, status = os.waitpid(pid, os.WNOHANG)
+            if cid == pid:
+                statuses[pid] = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                break
+            if time.monotonic() > limit:
+                hung.append(pid)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.005)
+    return statuses, hung
+
+
+def one_round(point, workload, rng, logdir, round_no):
+    totals = {"killed": 0, "hung": 0, "bad_exit": 0, "duplicates": 0, "delivered": 0,
+              "stranded": 0, "reclaimed": 0, "errors": []}
+    shm = ShareMem(1 << 20)
+    pool = Mempool(COUNT, ELT, shm=shm)
+    ring = Ring(RING_SLOTS, shm=shm)
+    deadline = time.monotonic() + RUN_SECONDS
+    logs = [os.path.join(logdir, f"r{round_no}-{k}.log") for k in range(3)]
+    survivors = [run_child(producer, pool, ring, s, deadline) for s in (0, 1)]
+    survivors += [run_child(lambda p=p: consumer(pool, ring, Log(p), deadline)) for p in logs[:2]]
+    nth = rng.randint(1, 60)
+    vpid = run_child(lambda: victim(pool, ring, Log(logs[2]), point, nth, workload, deadline))
+    statuses, hung = reap(survivors + [vpid], deadline + HANG_GUARD)
+    totals["hung"] = len(hung)
+    for pid in survivors:
+        if pid in statuses and statuses[pid] != 0:
+            totals["bad_exit"] += 1
+            totals["errors"].append(f"survivor exited with {statuses[pid]}")
+    vstatus = statuses.get(vpid)
+    if vstatus == -signal.SIGKILL:
+        totals["killed"] = 1
+    elif vstatus is not None and vstatus != 0:
+        totals["bad_exit"] += 1
+        totals["errors"].append(f"victim exited with {vstatus}")
+
+    # Account for every block: what reclaim frees, what the ring still delivers.
+    totals["reclaimed"] = pool.reclaim()
+    refused = []  # blocks the pool would not take back: as lost as the others
+    while True:
+        try:
+            v = ring.dequeue()
+        except EmptyError:
+            break
+        except CorruptionError as exc:
+            totals["errors"].append(f"drain: {exc}")
+            break
+        item = read_stamp(v)
+        if item is None:
+            totals["errors"].append("drain: corrupt message")
+        else:
+            with open(logs[0], "a") as f:
+                f.write("%d %d\n" % item)
+        put_all(pool, [v], refused)
+    for v in refused:
+        v.release()
+    totals["stranded"] = COUNT - pool.free_count
+
+    seen = set()
+    for path in logs:
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for line in f:
+                item = tuple(map(int, line.split()))
+                if item in seen:
+                    totals["duplicates"] += 1
+                seen.add(item)
+    totals["delivered"] = len(seen)
+    pool.cleanup()
+    ring.cleanup()
+    shm.cleanup()
+    return totals
+
+
+def main(argv):
+    point, workload, rounds, seed = argv[1], argv[2], int(argv[3]), int(argv[4])
+    rng = random.Random(seed)
+    summary = {"point": point, "workload": workload, "rounds": rounds, "killed": 0, "hung": 0,
+               "bad_exit": 0, "duplicates": 0, "delivered": 0, "stranded": 0, "reclaimed": 0,
+               "stranded_rounds": 0, "errors": []}
+    with tempfile.TemporaryDirectory(prefix="pyshm-kill-") as logdir:
+        for r in range(rounds):
+            t = one_round(point, workload, rng, logdir, r)
+            for key in ("killed", "hung", "bad_exit", "duplicates", "delivered", "stranded", "reclaimed"):
+                summary[key] += t[key]
+            summary["stranded_rounds"] += t["stranded"] > 0
+            summary["errors"] += t["errors"]
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
