@@ -12,6 +12,8 @@ CORE = [
     "src/core/wait.c",
     "src/core/process.c",
     "src/core/fault.c",
+    "src/core/announce.c",
+    "src/core/repair.c",
 ]
 # Kill points for the tests (src/core/fault.h); never in a build for use.
 FAULT_INJECTION = os.environ.get("PYSHM_FAULT_INJECTION") == "1"

@@ -209,7 +209,7 @@ class World:
 
     def build(self, size=None):
         rng = self.rng
-        size = size or rng.choice([1 << 15, 1 << 16])
+        size = size or rng.choice([1 << 16, 1 << 17])
         shm = pyshm.ShareMem(size)
         m = Mapping(shm, "main")
         self.mappings.append(m)

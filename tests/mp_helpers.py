@@ -186,7 +186,7 @@ class Notice:
 # A blocked call sleeps on a waitpoint (src/core/wait.h: u32 epoch, u32 waiters) in shared
 # memory. Polling the waiters count tells a test that another process or thread really is
 # asleep in the call, so it can wake it, signal it or clean up under it without a sleep.
-# Layout version 1 (src/core/block_ring.h, mempool.h, ring.h): a Ring's and a Mempool's
+# Layout version 2 (src/core/block_ring.h, mempool.h, ring.h): a Ring's and a Mempool's
 # counters start 192 bytes into the object; not_empty is at +8 and not_full at +64+8.
 
 _COUNTERS = 192
@@ -201,7 +201,7 @@ def _object_offset(obj):
 def sleepers(obj, side="not_empty"):
     """How many callers sleep on obj's waitpoint right now (Ring: "not_empty" for
     dequeue, "not_full" for enqueue; Mempool: "not_empty" for get)."""
-    assert pyshm.LAYOUT_VERSION == 1, "update the waitpoint offsets in mp_helpers for the new layout"
+    assert pyshm.LAYOUT_VERSION == 2, "update the waitpoint offsets in mp_helpers for the new layout"
     with memoryview(obj.shm) as whole:
         return struct.unpack_from("=I", whole, _object_offset(obj) + _WAITERS[side])[0]
 

@@ -2,6 +2,7 @@
 #include "block_ring.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "region.h"
@@ -27,6 +28,9 @@ static void fill_handle(const struct pyshm_region *r, uint64_t offset, uint64_t 
     q->ring.counters = &shared->counters;
     q->ring.slots = (struct pyshm_ring_slot *)(r->base + offset + sizeof(struct pyshm_ring_shared));
     q->ring.capacity = capacity;
+    /* The announcer is this process's cache of its table entry: mutable, not shared. */
+    q->ring.announcer = (struct pyshm_announcer *)&r->announcer;
+    q->ring.id = offset + offsetof(struct pyshm_ring_shared, counters);
 }
 
 int pyshm_block_ring_create(struct pyshm_region *r, uint64_t capacity, uint32_t flags, const char *name,
@@ -175,16 +179,17 @@ int pyshm_block_ring_dequeue(const struct pyshm_block_ring *q, struct pyshm_regi
         return -ESHUTDOWN;
     struct dequeue_check check = {.region = r, .min_size = min_size};
     uint64_t offset;
-    int rc = (q->flags & PYSHM_RING_F_SC_DEQ) ? pyshm_ring_dequeue_sc(&q->ring, &offset, check_head, &check)
-                                              : pyshm_ring_dequeue_mc(&q->ring, &offset, check_head, &check);
+    uint64_t pos;
+    int rc = pyshm_ring_claim(&q->ring, (q->flags & PYSHM_RING_F_SC_DEQ) != 0, &pos, &offset, check_head, &check);
     if (rc == -PYSHM_EEMPTY)
         return empty_or_shutdown(q);
     if (rc < 0)
         return rc;
+    /* Taken before the slot is released (ring.h): garbage is dropped with the slot. */
+    rc = check.found < 0 ? -PYSHM_ECORRUPT : take_ownership(check.pool, check.index, out);
+    pyshm_ring_finish(&q->ring, pos, 1);
     pyshm_wait_notify(&q->ring.counters->not_full);
-    if (check.found < 0)
-        return -PYSHM_ECORRUPT;
-    return take_ownership(check.pool, check.index, out);
+    return rc;
 }
 
 /* dequeue_burst without the shutdown check: the count of valid blocks taken, which is 0 when
@@ -197,13 +202,14 @@ static int64_t take_burst(const struct pyshm_block_ring *q, struct pyshm_region 
     uint64_t *offsets = max <= 64 ? small : malloc(max * sizeof(*offsets));
     if (!offsets)
         return -ENOMEM;
-    int64_t n = pyshm_ring_dequeue_burst(&q->ring, offsets, max);
+    uint64_t pos = 0;
+    int64_t n = pyshm_ring_claim_burst(&q->ring, &pos, offsets, max);
     int64_t taken = 0;
     for (int64_t i = 0; i < n; i++) {
         const struct pyshm_pool *pool;
         uint64_t index;
-        /* Garbage entries are dropped; the valid ones are still delivered. */
-        if (pyshm_region_find_block(r, offsets[i], &pool, &index) == 0 &&
+        /* Holes are passed over, garbage entries dropped; the valid ones are delivered. */
+        if (offsets[i] != PYSHM_RING_HOLE && pyshm_region_find_block(r, offsets[i], &pool, &index) == 0 &&
             take_ownership(pool, index, &out[taken]) == 0)
             taken++;
     }
@@ -211,6 +217,7 @@ static int64_t take_burst(const struct pyshm_block_ring *q, struct pyshm_region 
         free(offsets);
     if (n < 0)
         return n;
+    pyshm_ring_finish(&q->ring, pos, (uint64_t)n);
     pyshm_wait_notify(&q->ring.counters->not_full);
     return taken;
 }

@@ -2,6 +2,7 @@
 #include "mempool.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sched.h>
 #include <string.h>
 
@@ -64,6 +65,9 @@ static void fill_handle(const struct pyshm_region *r, uint64_t offset, uint64_t 
     p->free_queue.counters = &shared->free_queue;
     p->free_queue.slots = (struct pyshm_ring_slot *)(r->base + offset + l->slots);
     p->free_queue.capacity = count;
+    /* The announcer is this process's cache of its table entry: mutable, not shared. */
+    p->free_queue.announcer = (struct pyshm_announcer *)&r->announcer;
+    p->free_queue.id = offset + offsetof(struct pyshm_pool_shared, free_queue);
 }
 
 static uint64_t identity(uint64_t i) { return i; }
@@ -160,26 +164,35 @@ static int take_free_block(const struct pyshm_pool *p, uint64_t idx, uint64_t *g
     return pyshm_block_take(p, idx, PYSHM_BLOCK_FREE, gen);
 }
 
+/* Blocks are taken before their queue slots are released (ring.h, claim then finish),
+ * so a block is always either in a slot or held by someone on record (repair.h). */
 int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen)
 {
-    int rc = (p->flags & PYSHM_MEMPOOL_F_SC_GET) ? pyshm_ring_dequeue_sc(&p->free_queue, index, NULL, NULL)
-                                                  : pyshm_ring_dequeue_mc(&p->free_queue, index, NULL, NULL);
-    return rc < 0 ? rc : take_free_block(p, *index, gen);
+    uint64_t pos;
+    int rc = pyshm_ring_claim(&p->free_queue, (p->flags & PYSHM_MEMPOOL_F_SC_GET) != 0, &pos, index, NULL, NULL);
+    if (rc < 0)
+        return rc;
+    rc = take_free_block(p, *index, gen);
+    pyshm_ring_finish(&p->free_queue, pos, 1); /* a garbage index is dropped */
+    return rc;
 }
 
 int64_t pyshm_pool_get_burst(const struct pyshm_pool *p, uint64_t *indices, uint64_t *gens, uint64_t max)
 {
-    int64_t n = pyshm_ring_dequeue_burst(&p->free_queue, indices, max);
+    if (max == 0)
+        return 0;
+    uint64_t pos;
+    int64_t n = pyshm_ring_claim_burst(&p->free_queue, &pos, indices, max);
     if (n <= 0)
-        return n; /* 0 when max is 0 */
+        return n;
     int64_t taken = 0;
     for (int64_t i = 0; i < n; i++) {
-        /* A garbage index is dropped; the valid blocks are still handed out. */
-        if (take_free_block(p, indices[i], &gens[taken]) == 0)
+        /* Holes are passed over, garbage indices dropped; the valid blocks are handed out
+         * (a claim is never only holes: ring.h). */
+        if (indices[i] != PYSHM_RING_HOLE && take_free_block(p, indices[i], &gens[taken]) == 0)
             indices[taken++] = indices[i];
     }
-    if (n < 0)
-        return n;
+    pyshm_ring_finish(&p->free_queue, pos, (uint64_t)n);
     return taken > 0 ? taken : -PYSHM_ECORRUPT;
 }
 

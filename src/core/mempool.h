@@ -33,10 +33,9 @@
  *   S2     holder store, then the CAS to HELD         reclaim: acquire load of the state,
  *          (release)                                  then the holder word
  *
- * What reclaim cannot see: a process killed after taking a block from a queue but before
- * its CAS to HELD, or after its CAS to FREE but before queueing the block, leaves a
- * block that is in no queue and held by nobody. Those windows are a few instructions
- * long; closing them needs the announcement protocol described in docs/design.md.
+ * What reclaim alone cannot see: a block a process was queueing when it died (FREE or
+ * IN_RING, in no slot), or one in a slot the dead process claimed. repair.h covers
+ * those, and runs reclaim last.
  */
 #ifndef PYSHM_CORE_MEMPOOL_H
 #define PYSHM_CORE_MEMPOOL_H

@@ -8,9 +8,9 @@
 #include <stdint.h>
 
 #define PYSHM_OBJECT_MAGIC UINT64_C(0x3154434a424f5350) /* "PSOBJCT1" */
-#define PYSHM_LAYOUT_VERSION 1u
+#define PYSHM_LAYOUT_VERSION 2u
 
-enum pyshm_object_kind { PYSHM_KIND_POOL = 1, PYSHM_KIND_RING = 2 };
+enum pyshm_object_kind { PYSHM_KIND_POOL = 1, PYSHM_KIND_RING = 2, PYSHM_KIND_ANNOUNCE = 3 };
 
 /* Longest object name, in bytes, without the terminating zero. */
 #define PYSHM_NAME_MAX 63

@@ -44,15 +44,15 @@ static uint64_t make_holder(pid_t pid, uint64_t start)
  * (glibc stopped caching it), and this is read on every get and dequeue, so the word
  * is computed once and forgotten in a fork child, by an atfork handler. A race between
  * two threads computing it first is harmless: both compute the same value. */
-static _Atomic uint64_t self_holder;
+_Atomic uint64_t pyshm_self_holder;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-static void forget_self(void) { atomic_store_explicit(&self_holder, 0, memory_order_relaxed); }
+static void forget_self(void) { atomic_store_explicit(&pyshm_self_holder, 0, memory_order_relaxed); }
 static void install_atfork(void) { pthread_atfork(NULL, NULL, forget_self); }
 
 uint64_t pyshm_holder_self(void)
 {
-    uint64_t holder = atomic_load_explicit(&self_holder, memory_order_relaxed);
+    uint64_t holder = atomic_load_explicit(&pyshm_self_holder, memory_order_relaxed);
     if (holder != 0)
         return holder;
     pthread_once(&atfork_once, install_atfork);
@@ -61,7 +61,7 @@ uint64_t pyshm_holder_self(void)
     uint64_t start = 0;
     read_stat(pid, &state, &start); /* without /proc: start 0, pid alone */
     holder = make_holder(pid, start);
-    atomic_store_explicit(&self_holder, holder, memory_order_relaxed);
+    atomic_store_explicit(&pyshm_self_holder, holder, memory_order_relaxed);
     return holder;
 }
 

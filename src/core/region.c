@@ -23,7 +23,8 @@ static struct pyshm_region_header *header_of(const struct pyshm_region *r)
 
 uint64_t pyshm_region_size_for(uint64_t object_size)
 {
-    return PYSHM_ALIGN_UP(PYSHM_REGION_HEADER_SIZE, PYSHM_CACHE_LINE) + object_size;
+    /* Room for the announcement table too, which the first queue operation carves. */
+    return PYSHM_ALIGN_UP(PYSHM_REGION_HEADER_SIZE, PYSHM_CACHE_LINE) + object_size + pyshm_announce_table_size();
 }
 
 /* Size the file behind fd, map it, and write a fresh header. Takes fd. */
@@ -169,6 +170,7 @@ int pyshm_region_unlink(const char *name) { return shm_unlink(name) == 0 ? 0 : -
 
 void pyshm_region_close(struct pyshm_region *r)
 {
+    pyshm_announcer_release(&r->announcer);
     if (r->base)
         munmap(r->base, r->map_size);
     if (r->fd >= 0)
@@ -226,7 +228,7 @@ void pyshm_region_publish(struct pyshm_region *r, uint64_t offset)
     uint64_t head = atomic_load_explicit(&h->objects_head, memory_order_acquire);
     do {
         obj->next = head;
-        /* O1 release: pairs with the acquire load of objects_head in walk_new_pools. */
+        /* O1 release: pairs with the acquire load of objects_head in pyshm_region_walk. */
     } while (!atomic_compare_exchange_weak_explicit(&h->objects_head, &head, offset,
                                                     memory_order_release, memory_order_acquire));
 }
@@ -274,8 +276,8 @@ int pyshm_region_add_pool(struct pyshm_region *r, const struct pyshm_pool *pool)
  * returns non-zero (which is returned). Bounded: a cycle written by a hostile process
  * ends the walk after as many steps as objects could fit in the region.
  */
-static int walk_objects(const struct pyshm_region *r, int (*visit)(void *, uint64_t, const struct pyshm_object_header *),
-                        void *ctx)
+int pyshm_region_walk(const struct pyshm_region *r, int (*visit)(void *, uint64_t, const struct pyshm_object_header *),
+                      void *ctx)
 {
     struct pyshm_region_header *h = header_of(r);
     uint64_t max_steps = r->size / PYSHM_CACHE_LINE;
@@ -307,7 +309,7 @@ static int add_if_pool(void *ctx, uint64_t offset, const struct pyshm_object_hea
 }
 
 /* Add every valid pool this process does not know yet. */
-static int walk_new_pools(struct pyshm_region *r) { return walk_objects(r, add_if_pool, r); }
+int pyshm_region_add_new_pools(struct pyshm_region *r) { return pyshm_region_walk(r, add_if_pool, r); }
 
 struct name_search {
     const char *name;
@@ -328,7 +330,7 @@ static int match_name(void *ctx, uint64_t offset, const struct pyshm_object_head
 int pyshm_region_find_named(const struct pyshm_region *r, const char *name, uint32_t *kind, uint64_t *offset)
 {
     struct name_search s = {.name = name};
-    int rc = walk_objects(r, match_name, &s);
+    int rc = pyshm_region_walk(r, match_name, &s);
     if (rc < 0)
         return rc;
     if (rc == 0)
@@ -365,7 +367,7 @@ int pyshm_region_find_block(struct pyshm_region *r, uint64_t offset, const struc
         return 0;
     /* Perhaps a pool another process carved after we last looked. */
     size_t known = r->pool_count;
-    int rc = walk_new_pools(r);
+    int rc = pyshm_region_add_new_pools(r);
     if (rc == -ENOMEM)
         return rc;
     if (r->pool_count == known)

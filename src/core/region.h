@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "announce.h"
 #include "atomics.h"
 #include "mempool.h"
 #include "object.h"
@@ -44,7 +45,8 @@ struct pyshm_region_header {
     uint64_t size;
     pyshm_atomic64 carve_end;    /* first byte not yet carved */
     pyshm_atomic64 objects_head; /* offset of the last published object, 0 for none */
-    uint64_t reserved[3];
+    pyshm_atomic64 announce_offset; /* the announcement table (announce.h), 0 for none yet */
+    uint64_t reserved[2];
 };
 _Static_assert(sizeof(struct pyshm_region_header) == 64, "region header layout");
 
@@ -57,6 +59,7 @@ struct pyshm_region {
     struct pyshm_pool **pools; /* pools this process has validated; each stays put */
     size_t pool_count;
     size_t pool_capacity;
+    struct pyshm_announcer announcer; /* this process's announcement entry (announce.h) */
 };
 
 #define PYSHM_REGION_HEADER_SIZE ((uint64_t)sizeof(struct pyshm_region_header))
@@ -102,6 +105,12 @@ void pyshm_region_publish(struct pyshm_region *r, uint64_t offset);
  * slot in the table and its address for the life of the handle (the table only grows,
  * and holds pointers), so a pointer from pyshm_region_find_block stays valid. */
 int pyshm_region_add_pool(struct pyshm_region *r, const struct pyshm_pool *pool);
+/* Call visit(ctx, offset, private copy of the header) for every published object,
+ * newest first, until it returns non-zero (returned). -PYSHM_ECORRUPT on a bad link. */
+int pyshm_region_walk(const struct pyshm_region *r, int (*visit)(void *, uint64_t, const struct pyshm_object_header *),
+                      void *ctx);
+/* Validate and remember every pool of the region this process does not know yet. */
+int pyshm_region_add_new_pools(struct pyshm_region *r);
 /* Slot of the known pool at pool_offset, or -ENOENT. */
 long pyshm_region_pool_slot(const struct pyshm_region *r, uint64_t pool_offset);
 

@@ -59,8 +59,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "announce.h"
 #include "atomics.h"
 #include "fault.h"
+#include "process.h"
 #include "wait.h"
 
 struct pyshm_ring_slot {
@@ -89,7 +91,19 @@ struct pyshm_ring {
     struct pyshm_ring_counters *counters;
     struct pyshm_ring_slot *slots;
     uint64_t capacity;
+    struct pyshm_announcer *announcer; /* NULL: claims are not announced (announce.h) */
+    uint64_t id;                        /* how announcements name this queue: its counters' offset */
 };
+
+/* A value no producer enqueues: repair publishes it in a slot that a dead producer
+ * claimed and never filled (repair.h); consumers pass over it. */
+#define PYSHM_RING_HOLE UINT64_MAX
+
+/* This ring's announcement entry for the operation about to start, or NULL. */
+static inline struct pyshm_announce_entry *pyshm_ring_announcer(const struct pyshm_ring *r)
+{
+    return r->announcer ? pyshm_announcer_entry(r->announcer, pyshm_holder_self_fast()) : NULL;
+}
 
 /* A claim that loses this many races in a row gives up: contention between correct
  * processes never comes close, a garbage sequence word could loop forever. */
@@ -149,6 +163,7 @@ static inline void pyshm_ring_publish(struct pyshm_ring_slot *slot, uint64_t pos
 /* 0, -PYSHM_EFULL, or -PYSHM_ECORRUPT. */
 static inline int pyshm_ring_enqueue_mp(const struct pyshm_ring *r, uint64_t value)
 {
+    struct pyshm_announce_entry *e = pyshm_ring_announcer(r);
     uint64_t pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
     for (uint32_t retries = 0;;) {
         struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
@@ -156,10 +171,13 @@ static inline int pyshm_ring_enqueue_mp(const struct pyshm_ring *r, uint64_t val
         uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
         int64_t diff = (int64_t)(seq - pyshm_ring_seq_free(pos));
         if (diff == 0) {
+            pyshm_announce(e, r->id, PYSHM_ANNOUNCE_ENQ, pos, 1);
+            /* A1 release: the announcement is visible to whoever sees the claim. */
             if (atomic_compare_exchange_weak_explicit(&r->counters->enq_pos, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed)) {
+                                                      memory_order_release, memory_order_relaxed)) {
                 PYSHM_FAULT("queue.enq.claimed");
                 pyshm_ring_publish(slot, pos, value);
+                pyshm_announce_clear(e);
                 return 0;
             }
             /* pos now holds the current counter; retry there. */
@@ -188,16 +206,27 @@ static inline int pyshm_ring_enqueue_sp(const struct pyshm_ring *r, uint64_t val
         return -PYSHM_EFULL;
     if (diff > 0)
         return -PYSHM_ECORRUPT; /* a slot ahead of the only producer */
-    atomic_store_explicit(&r->counters->enq_pos, pos + 1, memory_order_relaxed);
+    struct pyshm_announce_entry *e = pyshm_ring_announcer(r);
+    pyshm_announce(e, r->id, PYSHM_ANNOUNCE_ENQ, pos, 1);
+    /* A1 release: the announcement is visible to whoever sees the claim. */
+    atomic_store_explicit(&r->counters->enq_pos, pos + 1, memory_order_release);
     PYSHM_FAULT("queue.enq.claimed");
     pyshm_ring_publish(slot, pos, value);
+    pyshm_announce_clear(e);
     return 0;
 }
 
 /*
+ * Consumers claim positions and release their slots in two steps, so that a caller can
+ * take ownership of what it claimed before the slot goes back to the producers (a
+ * block's new owner is then on record before the slot can be reused: repair.h). A claim
+ * leaves its announcement in place; pyshm_ring_finish releases the slots and clears it.
+ * pyshm_ring_dequeue_* do both at once.
+ *
  * A consumer may inspect the value at the head before claiming it. `accept` returns 0 to
  * claim it or a negative error to leave it in the ring and return that error. NULL
- * accepts everything.
+ * accepts everything. Holes (PYSHM_RING_HOLE) are claimed, released and passed over
+ * without being shown to `accept`.
  */
 typedef int (*pyshm_ring_accept_fn)(void *ctx, uint64_t value);
 
@@ -209,10 +238,23 @@ static inline void pyshm_ring_release_slot(const struct pyshm_ring *r, struct py
     PYSHM_FAULT("queue.deq.released");
 }
 
-/* 0 with *value set, -PYSHM_EEMPTY, -PYSHM_ECORRUPT, or the error `accept` returned. */
-static inline int pyshm_ring_dequeue_mc(const struct pyshm_ring *r, uint64_t *value,
-                                        pyshm_ring_accept_fn accept, void *ctx)
+/* Release the n slots claimed from pos on, then clear the announcement (A2). */
+static inline void pyshm_ring_finish(const struct pyshm_ring *r, uint64_t pos, uint64_t n)
 {
+    for (uint64_t i = 0; i < n; i++)
+        pyshm_ring_release_slot(r, pyshm_ring_slot_at(r, pos + i), pos + i);
+    pyshm_announce_clear(pyshm_ring_announcer(r));
+}
+
+/*
+ * Claim the head: 0 with *pos and *value set (finish it with pyshm_ring_finish(r, *pos,
+ * 1)), -PYSHM_EEMPTY, -PYSHM_ECORRUPT, or the error `accept` returned. `single`: exactly
+ * one consumer at a time (no other process advances deq_pos, so no CAS is needed).
+ */
+static inline int pyshm_ring_claim(const struct pyshm_ring *r, int single, uint64_t *pos_out, uint64_t *value,
+                                   pyshm_ring_accept_fn accept, void *ctx)
+{
+    struct pyshm_announce_entry *e = pyshm_ring_announcer(r);
     uint64_t pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
     for (uint32_t retries = 0;;) {
         struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
@@ -221,21 +263,39 @@ static inline int pyshm_ring_dequeue_mc(const struct pyshm_ring *r, uint64_t *va
         int64_t diff = (int64_t)(seq - pyshm_ring_seq_full(pos));
         if (diff == 0) {
             uint64_t v = atomic_load_explicit(&slot->value, memory_order_relaxed);
-            if (accept) {
+            int hole = v == PYSHM_RING_HOLE;
+            if (accept && !hole) {
                 int rc = accept(ctx, v);
                 if (rc < 0)
                     return rc;
             }
-            if (atomic_compare_exchange_weak_explicit(&r->counters->deq_pos, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed)) {
-                *value = v;
+            pyshm_announce(e, r->id, PYSHM_ANNOUNCE_DEQ, pos, 1);
+            int claimed;
+            if (single) {
+                /* A1 release, as the CAS below. */
+                atomic_store_explicit(&r->counters->deq_pos, pos + 1, memory_order_release);
+                claimed = 1;
+            } else {
+                /* A1 release: the announcement is visible to whoever sees the claim. */
+                claimed = atomic_compare_exchange_weak_explicit(&r->counters->deq_pos, &pos, pos + 1,
+                                                                memory_order_release, memory_order_relaxed);
+            }
+            if (claimed) {
                 PYSHM_FAULT("queue.deq.claimed");
-                pyshm_ring_release_slot(r, slot, pos);
+                if (hole) {
+                    pyshm_ring_finish(r, pos, 1);
+                    pos++;
+                    continue; /* not counted as a retry: each hole is passed once */
+                }
+                *pos_out = pos;
+                *value = v;
                 return 0;
             }
         } else if (diff < 0) {
             /* Not yet published for this lap. */
             return -PYSHM_EEMPTY;
+        } else if (single) {
+            return -PYSHM_ECORRUPT;
         } else {
             /* Another consumer took pos: deq_pos has moved past it (see enqueue_mp). */
             pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
@@ -245,30 +305,28 @@ static inline int pyshm_ring_dequeue_mc(const struct pyshm_ring *r, uint64_t *va
     }
 }
 
+static inline int pyshm_ring_dequeue(const struct pyshm_ring *r, int single, uint64_t *value,
+                                     pyshm_ring_accept_fn accept, void *ctx)
+{
+    uint64_t pos;
+    int rc = pyshm_ring_claim(r, single, &pos, value, accept, ctx);
+    if (rc == 0)
+        pyshm_ring_finish(r, pos, 1);
+    return rc;
+}
+
+/* 0 with *value set, -PYSHM_EEMPTY, -PYSHM_ECORRUPT, or the error `accept` returned. */
+static inline int pyshm_ring_dequeue_mc(const struct pyshm_ring *r, uint64_t *value,
+                                        pyshm_ring_accept_fn accept, void *ctx)
+{
+    return pyshm_ring_dequeue(r, 0, value, accept, ctx);
+}
+
 /* Exactly one consumer: no other process advances deq_pos. */
 static inline int pyshm_ring_dequeue_sc(const struct pyshm_ring *r, uint64_t *value,
                                         pyshm_ring_accept_fn accept, void *ctx)
 {
-    uint64_t pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
-    struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
-    /* R1 acquire: pairs with the release store of seq in enqueue (publish). */
-    uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
-    int64_t diff = (int64_t)(seq - pyshm_ring_seq_full(pos));
-    if (diff < 0)
-        return -PYSHM_EEMPTY;
-    if (diff > 0)
-        return -PYSHM_ECORRUPT;
-    uint64_t v = atomic_load_explicit(&slot->value, memory_order_relaxed);
-    if (accept) {
-        int rc = accept(ctx, v);
-        if (rc < 0)
-            return rc;
-    }
-    atomic_store_explicit(&r->counters->deq_pos, pos + 1, memory_order_relaxed);
-    *value = v;
-    PYSHM_FAULT("queue.deq.claimed");
-    pyshm_ring_release_slot(r, slot, pos);
-    return 0;
+    return pyshm_ring_dequeue(r, 1, value, accept, ctx);
 }
 
 /*
@@ -286,6 +344,7 @@ static inline int pyshm_ring_enqueue_burst(const struct pyshm_ring *r, const uin
         return 0;
     if (n > r->capacity)
         return -PYSHM_EFULL;
+    struct pyshm_announce_entry *e = pyshm_ring_announcer(r);
     uint64_t pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
     for (uint32_t retries = 0;;) {
         uint64_t ready = 0;
@@ -298,11 +357,14 @@ static inline int pyshm_ring_enqueue_burst(const struct pyshm_ring *r, const uin
                 break;
         }
         if (ready == n) {
+            pyshm_announce(e, r->id, PYSHM_ANNOUNCE_ENQ, pos, n);
+            /* A1 release: the announcement is visible to whoever sees the claim. */
             if (atomic_compare_exchange_weak_explicit(&r->counters->enq_pos, &pos, pos + n,
-                                                      memory_order_relaxed, memory_order_relaxed)) {
+                                                      memory_order_release, memory_order_relaxed)) {
                 PYSHM_FAULT("queue.enq.claimed");
                 for (uint64_t i = 0; i < n; i++)
                     pyshm_ring_publish(pyshm_ring_slot_at(r, pos + i), pos + i, values[i]);
+                pyshm_announce_clear(e);
                 return 0;
             }
         } else if (diff < 0) {
@@ -315,14 +377,19 @@ static inline int pyshm_ring_enqueue_burst(const struct pyshm_ring *r, const uin
     }
 }
 
-/* Between 1 and max values: the count taken, -PYSHM_EEMPTY, or -PYSHM_ECORRUPT. */
-static inline int64_t pyshm_ring_dequeue_burst(const struct pyshm_ring *r, uint64_t *values, uint64_t max)
+/*
+ * Claim between 1 and max positions from the head: the count claimed, with *pos_out set
+ * (finish them with pyshm_ring_finish), -PYSHM_EEMPTY, or -PYSHM_ECORRUPT. Claims made
+ * only of holes are finished here and the search goes on; otherwise holes may be among
+ * the values, for the caller to pass over.
+ */
+static inline int64_t pyshm_ring_claim_burst(const struct pyshm_ring *r, uint64_t *pos_out, uint64_t *values,
+                                             uint64_t max)
 {
-    if (max == 0)
-        return 0;
+    struct pyshm_announce_entry *e = pyshm_ring_announcer(r);
     uint64_t pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
     for (uint32_t retries = 0;;) {
-        uint64_t ready = 0;
+        uint64_t ready = 0, holes = 0;
         int64_t diff = 0;
         for (; ready < max && ready < r->capacity; ready++) {
             /* R1 acquire: pairs with the release store of seq in enqueue (publish). */
@@ -331,14 +398,21 @@ static inline int64_t pyshm_ring_dequeue_burst(const struct pyshm_ring *r, uint6
             if (diff != 0)
                 break;
             values[ready] = atomic_load_explicit(&pyshm_ring_slot_at(r, pos + ready)->value, memory_order_relaxed);
+            holes += values[ready] == PYSHM_RING_HOLE;
         }
         if (ready > 0) {
+            pyshm_announce(e, r->id, PYSHM_ANNOUNCE_DEQ, pos, ready);
+            /* A1 release: the announcement is visible to whoever sees the claim. */
             if (atomic_compare_exchange_weak_explicit(&r->counters->deq_pos, &pos, pos + ready,
-                                                      memory_order_relaxed, memory_order_relaxed)) {
+                                                      memory_order_release, memory_order_relaxed)) {
                 PYSHM_FAULT("queue.deq.claimed");
-                for (uint64_t i = 0; i < ready; i++)
-                    pyshm_ring_release_slot(r, pyshm_ring_slot_at(r, pos + i), pos + i);
-                return (int64_t)ready;
+                if (holes < ready) {
+                    *pos_out = pos;
+                    return (int64_t)ready;
+                }
+                pyshm_ring_finish(r, pos, ready);
+                pos += ready;
+                continue; /* only holes: not counted as a retry */
             }
         } else if (diff < 0) {
             return -PYSHM_EEMPTY;
@@ -348,6 +422,24 @@ static inline int64_t pyshm_ring_dequeue_burst(const struct pyshm_ring *r, uint6
         if (++retries >= PYSHM_RING_MAX_RETRIES)
             return -PYSHM_ECORRUPT;
     }
+}
+
+/* Between 1 and max values, holes left out: the count taken, -PYSHM_EEMPTY, or
+ * -PYSHM_ECORRUPT. max >= 1. */
+static inline int64_t pyshm_ring_dequeue_burst(const struct pyshm_ring *r, uint64_t *values, uint64_t max)
+{
+    if (max == 0)
+        return 0;
+    uint64_t pos;
+    int64_t n = pyshm_ring_claim_burst(r, &pos, values, max);
+    if (n <= 0)
+        return n;
+    pyshm_ring_finish(r, pos, (uint64_t)n);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (values[i] != PYSHM_RING_HOLE)
+            values[kept++] = values[i];
+    return kept;
 }
 
 /* Entries in the ring, as seen at one instant by this process: in [0, capacity]. */

@@ -1,6 +1,10 @@
 /* mempool_type.c - Mempool: fixed-size blocks of a region, handed out as memoryviews. */
 #include "pyshm_ext.h"
 
+#include <time.h>
+
+#include "repair.h"
+
 typedef struct {
     PyObject_HEAD
     pyshm_state *state;
@@ -321,15 +325,27 @@ static PyObject *mempool_reclaim(MempoolObject *self, PyObject *Py_UNUSED(unused
 {
     if (pool_check_open(self) < 0)
         return NULL;
-    int64_t freed;
-    Py_BEGIN_ALLOW_THREADS /* a scan of every block, and /proc reads */
-    freed = pyshm_pool_reclaim(&self->pool);
-    Py_END_ALLOW_THREADS
-    if (freed < 0) {
-        pyshm_raise(self->state, (int)freed, "Mempool.reclaim");
+    /* With the GIL held: the repair reads and extends the region handle's pool table,
+     * which other threads of this process use. It waits (without the GIL) only while
+     * another live process is repairing the same region, for up to a second. */
+    struct pyshm_repair_report report;
+    int rc = -EBUSY;
+    for (int attempt = 0; attempt < 1000 && rc == -EBUSY; attempt++) {
+        if (attempt > 0) {
+            Py_BEGIN_ALLOW_THREADS
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+            Py_END_ALLOW_THREADS
+        }
+        rc = pyshm_region_repair(&self->shm->region, 0, &report);
+    }
+    if (rc == -EBUSY)
+        return PyLong_FromLong(0); /* another process is repairing right now */
+    if (rc < 0) {
+        pyshm_raise(self->state, rc, "Mempool.reclaim");
         return NULL;
     }
-    return PyLong_FromLongLong(freed);
+    return PyLong_FromUnsignedLongLong(report.returned);
 }
 
 static PyObject *mempool_cleanup(MempoolObject *self, PyObject *Py_UNUSED(unused))
@@ -398,8 +414,9 @@ static PyMethodDef mempool_methods[] = {
     {"get_many", (PyCFunction)(void (*)(void))mempool_get_many, METH_FASTCALL | METH_KEYWORDS,
      "get_many(n, *, block=False, timeout=None) -> list: 1 to n free blocks."},
     {"reclaim", (PyCFunction)mempool_reclaim, METH_NOARGS,
-     "reclaim() -> int: return to the pool every block held by a process that no longer\n"
-     "exists; blocks waiting in rings are left alone. Returns how many came back."},
+     "reclaim() -> int: repair what processes that no longer exist left half done in this\n"
+     "region's queues, and return to their pools the blocks those processes held or were\n"
+     "queueing; blocks waiting in rings are left alone. Returns how many came back."},
     {"put_many", (PyCFunction)mempool_put_many, METH_O,
      "put_many(views): give blocks back, all or none; their views are released."},
     {"attach", (PyCFunction)(void (*)(void))mempool_attach, METH_FASTCALL | METH_CLASS,

@@ -51,6 +51,7 @@ typedef struct {
     int closed;
     PyObject *name;        /* str, or None for an unnamed region */
     PyObject *weakreflist; /* the package maps each region to one object per process */
+    uint64_t next_repair_ns; /* when a waiter next looks for dead processes (waiting.c) */
 } ShareMemObject;
 
 /* The exporter behind one block view. Not visible in the module namespace. */

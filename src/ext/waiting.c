@@ -11,6 +11,8 @@
 #include <float.h>
 #include <sched.h>
 
+#include "repair.h"
+
 /*
  * Adaptive spinning. Before sleeping, a waiter keeps trying for a while: a peer that
  * answers at once (a ping-pong through Python takes a few microseconds) is caught
@@ -20,6 +22,8 @@
  */
 #define SPIN_MIN_NS 1000u
 #define SPIN_MAX_NS 200000u
+/* How often a sleeping waiter checks for processes that died mid-operation (repair.h). */
+#define REPAIR_PERIOD_NS UINT64_C(100000000)
 
 int pyshm_wait_options(PyObject *block, PyObject *timeout, struct pyshm_wait_options *out)
 {
@@ -109,6 +113,10 @@ int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, uint32_
             break;
         }
         uint64_t left = opts->deadline_ns - now;
+        /* Wake now and then to look for a process that died mid-operation and left the
+         * queue stuck (repair.h): then waiting would be in vain until someone repairs. */
+        if (left > REPAIR_PERIOD_NS)
+            left = REPAIR_PERIOD_NS;
         Py_BEGIN_ALLOW_THREADS
         pyshm_wait_sleep(point, epoch, left);
         Py_END_ALLOW_THREADS
@@ -116,6 +124,13 @@ int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, uint32_
         if (PyErr_CheckSignals() < 0) {
             rc = PYSHM_INTERRUPTED;
             break;
+        }
+        /* Once per period per region, across calls: short timeouts in a loop count too. */
+        now = pyshm_now_ns();
+        if (now >= shm->next_repair_ns) {
+            struct pyshm_repair_report report;
+            shm->next_repair_ns = now + REPAIR_PERIOD_NS;
+            pyshm_region_repair(&shm->region, 1, &report); /* best effort: errors surface in the attempt */
         }
     }
     shm->exports--;

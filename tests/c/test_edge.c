@@ -225,8 +225,9 @@ static void test_invalid_sizes(void)
     REQUIRE_EQ(pyshm_block_ring_footprint(6, &ring_bytes), 0);
     REQUIRE_EQ(pyshm_pool_footprint(20, 100, &too_many_bytes), 0);
     REQUIRE(too_many_bytes > pool_bytes + ring_bytes);
-    /* Room for exactly one pool of 10 x 100 bytes and one ring of 6 entries. */
-    REQUIRE(tc_region(&r, pyshm_region_size_for(pool_bytes) + ring_bytes) == 0);
+    /* Room for exactly one pool of 10 x 100 bytes and one ring of 6 entries (and no
+     * announcement table: nothing here runs a queue operation). */
+    REQUIRE(tc_region(&r, pyshm_region_size_for(pool_bytes) - pyshm_announce_table_size() + ring_bytes) == 0);
     struct pyshm_region_header *h = (struct pyshm_region_header *)r.base;
     uint64_t carve_end = atomic_load(&h->carve_end);
     struct pyshm_pool p;
@@ -607,7 +608,7 @@ static void test_block_ring_garbage_offset(void)
         const uint64_t fixed[] = {
             0, 1, 64, p.offset, q.offset, p.data_offset - 8, p.data_offset + 1, p.data_offset + 24,
             pyshm_pool_block_offset(&p, 1) + 8, pyshm_pool_block_offset(&p, 4), r.size, r.map_size,
-            UINT64_MAX, UINT64_MAX - 63, UINT64_MAX - p.stride + 1,
+            UINT64_MAX - 1, UINT64_MAX - 63, UINT64_MAX - p.stride + 1,
         };
         const size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
         for (size_t i = 0; i < nfixed + 2; i++) {

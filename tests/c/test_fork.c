@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "repair.h"
 #include "stress.h"
 
 /* ------------------------------------------------------------------------------------ */
@@ -228,7 +229,100 @@ static void test_fork_stale_put(void)
     pyshm_region_close(&r);
 }
 
+/* Child: move a held block to IN_RING and claim a ring position for it, announced, then
+ * die before publishing it: what a producer SIGKILLed at queue.enq.claimed leaves. */
+static int die_after_enqueue_claim(struct fork_env *e, int id)
+{
+    (void)id;
+    uint64_t index, gen;
+    const struct pyshm_ring *ring = &e->ring->ring;
+    if (pyshm_pool_get(e->pool_a, &index, &gen) < 0 ||
+        pyshm_block_transition(&e->pool_a->states[index], PYSHM_BLOCK_HELD, gen, PYSHM_BLOCK_IN_RING) < 0)
+        return 1;
+    uint64_t pos = atomic_load(&ring->counters->enq_pos);
+    pyshm_announce(pyshm_ring_announcer(ring), ring->id, PYSHM_ANNOUNCE_ENQ, pos, 1);
+    atomic_store(&ring->counters->enq_pos, pos + 1);
+    _exit(0);
+}
+
+/* Child: claim the head of the ring, announced, and die before taking its block or
+ * releasing the slot: what a consumer SIGKILLed at queue.deq.claimed leaves. */
+static int die_after_dequeue_claim(struct fork_env *e, int id)
+{
+    (void)id;
+    uint64_t pos, value;
+    if (pyshm_ring_claim(&e->ring->ring, 0, &pos, &value, NULL, NULL) < 0)
+        return 1;
+    _exit(0);
+}
+
+static void reap_ok(pid_t pid)
+{
+    int status;
+    REQUIRE(pid > 0);
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_fork_repair(void)
+{
+    struct pyshm_region r;
+    REQUIRE(tc_region(&r, 1 << 16) == 0);
+    struct pyshm_pool p;
+    struct pyshm_block_ring q;
+    REQUIRE_EQ(pyshm_pool_create(&r, 4, 32, 0, NULL, &p), 0);
+    REQUIRE_EQ(pyshm_block_ring_create(&r, 4, 0, NULL, &q), 0);
+    struct fork_ctl *ctl = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(ctl != MAP_FAILED);
+    struct pyshm_repair_report rep;
+
+    /* A producer dies between its claim and its publish: the ring is stuck behind it. */
+    uint64_t a, ga, b, gb;
+    struct fork_env e = {.region = &r, .pool_a = &p, .ring = &q, .ctl = ctl};
+    reap_ok(spawn(&e, die_after_enqueue_claim, 0));
+    CHECK_EQ(pyshm_pool_free_count(&p), 3);
+    REQUIRE_EQ(pyshm_pool_get(&p, &b, &gb), 0);
+    CHECK_EQ(pyshm_block_ring_enqueue(&q, &p, b, &gb), 0);
+    struct pyshm_taken_block t;
+    CHECK_EQ(pyshm_block_ring_dequeue(&q, &r, 0, &t), -PYSHM_EEMPTY); /* stuck at the claim */
+    REQUIRE_EQ(pyshm_region_repair(&r, 1, &rep), 0);
+    CHECK_EQ(rep.entries, 1);
+    CHECK_EQ(rep.holes, 1);
+    CHECK_EQ(rep.returned, 1); /* the block the child was enqueueing, back in the pool */
+    CHECK_EQ(pyshm_block_ring_dequeue(&q, &r, 0, &t), 0); /* the hole passed over */
+    CHECK_EQ(t.index, b);
+    CHECK_EQ(pyshm_pool_put(&p, t.index, &t.gen), 0);
+    CHECK_EQ(pyshm_pool_free_count(&p), 4);
+    /* Nothing more to do, and a second repair finds nothing. */
+    REQUIRE_EQ(pyshm_region_repair(&r, 0, &rep), 0);
+    CHECK_EQ(rep.entries + rep.holes + rep.released + rep.returned, 0);
+
+    /* A consumer dies between its claim and its take: producers would find the slot full
+     * on the next lap, and the block would be in no queue. */
+    REQUIRE_EQ(pyshm_pool_get(&p, &a, &ga), 0);
+    CHECK_EQ(pyshm_block_ring_enqueue(&q, &p, a, &ga), 0);
+    reap_ok(spawn(&e, die_after_dequeue_claim, 0));
+    CHECK_EQ(pyshm_block_ring_count(&q), 0);
+    CHECK_EQ(pyshm_pool_free_count(&p), 3);
+    REQUIRE_EQ(pyshm_region_repair(&r, 1, &rep), 0);
+    CHECK_EQ(rep.entries, 1);
+    CHECK_EQ(rep.released, 1);
+    CHECK_EQ(rep.returned, 1);
+    CHECK_EQ(pyshm_pool_free_count(&p), 4);
+    /* The ring goes round every slot again. */
+    for (int lap = 0; lap < 8; lap++) {
+        REQUIRE_EQ(pyshm_pool_get(&p, &a, &ga), 0);
+        CHECK_EQ(pyshm_block_ring_enqueue(&q, &p, a, &ga), 0);
+        CHECK_EQ(pyshm_block_ring_dequeue(&q, &r, 0, &t), 0);
+        CHECK_EQ(pyshm_pool_put(&p, t.index, &t.gen), 0);
+    }
+    CHECK_EQ(pyshm_pool_free_count(&p), 4);
+    munmap(ctl, 4096);
+    pyshm_region_close(&r);
+}
+
 const struct tc_test tc_fork_tests[] = {
+    {"fork_repair_dead_producer_and_consumer", test_fork_repair, TC_FORK, NULL},
     {"fork_blocks_2_producers_2_consumers", test_fork_block_path, TC_FORK, NULL},
     {"fork_stale_put", test_fork_stale_put, TC_FORK, NULL},
 };

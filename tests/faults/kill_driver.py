@@ -34,7 +34,9 @@ COUNT = 32
 ELT = 64
 RING_SLOTS = 16
 BATCH = 4
-RUN_SECONDS = 0.6
+RUN_SECONDS = 1.0
+FLOW_WINDOW = 0.5  # a kill this long before the deadline must be followed by deliveries
+REPAIR_PERIOD = 0.15  # a waiter looks for dead processes every 0.1 s (src/ext/waiting.c)
 WAIT = 0.02
 HANG_GUARD = 10.0
 MSG = struct.Struct("<III")  # sender, sequence, crc32 of the two
@@ -61,7 +63,12 @@ class Log:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def add(self, item):
-        os.write(self.fd, b"%d %d\n" % item)
+        os.write(self.fd, b"%d %d %.6f\n" % (item[0], item[1], time.monotonic()))
+
+
+def read_times(path):
+    with open(path) as f:
+        return [float(line.split()[2]) for line in f]
 
 
 def put_all(pool, views, held):
@@ -179,26 +186,30 @@ def run_child(fn, *args):
 
 
 def reap(pids, limit):
-    """{pid: status} (exit code, or -signal); pids still running at `limit` are hung."""
-    statuses, hung = {}, []
-    for pid in pids:
-        while True:
+    """{pid: status} (exit code, or -signal), {pid: when reaped}; pids still running at
+    `limit` are hung (and killed)."""
+    statuses, when, hung = {}, {}, []
+    waiting = list(pids)
+    while waiting:
+        for pid in list(waiting):
             cid, status = os.waitpid(pid, os.WNOHANG)
             if cid == pid:
                 statuses[pid] = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-                break
-            if time.monotonic() > limit:
+                when[pid] = time.monotonic()
+                waiting.remove(pid)
+        if waiting and time.monotonic() > limit:
+            for pid in waiting:
                 hung.append(pid)
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                break
-            time.sleep(0.005)
-    return statuses, hung
+            break
+        time.sleep(0.002)
+    return statuses, when, hung
 
 
 def one_round(point, workload, rng, logdir, round_no):
     totals = {"killed": 0, "hung": 0, "bad_exit": 0, "duplicates": 0, "delivered": 0,
-              "stranded": 0, "reclaimed": 0, "errors": []}
+              "stranded": 0, "reclaimed": 0, "flow_rounds": 0, "flowed": 0, "errors": []}
     shm = ShareMem(1 << 20)
     pool = Mempool(COUNT, ELT, shm=shm)
     ring = Ring(RING_SLOTS, shm=shm)
@@ -208,7 +219,7 @@ def one_round(point, workload, rng, logdir, round_no):
     survivors += [run_child(lambda p=p: consumer(pool, ring, Log(p), deadline)) for p in logs[:2]]
     nth = rng.randint(1, 60)
     vpid = run_child(lambda: victim(pool, ring, Log(logs[2]), point, nth, workload, deadline))
-    statuses, hung = reap(survivors + [vpid], deadline + HANG_GUARD)
+    statuses, when, hung = reap(survivors + [vpid], deadline + HANG_GUARD)
     totals["hung"] = len(hung)
     for pid in survivors:
         if pid in statuses and statuses[pid] != 0:
@@ -217,6 +228,11 @@ def one_round(point, workload, rng, logdir, round_no):
     vstatus = statuses.get(vpid)
     if vstatus == -signal.SIGKILL:
         totals["killed"] = 1
+        # Did messages keep flowing after the kill, once a waiter had time to repair?
+        if when[vpid] < deadline - FLOW_WINDOW:
+            totals["flow_rounds"] = 1
+            totals["flowed"] = int(any(t > when[vpid] + REPAIR_PERIOD for path in logs[:2]
+                                       if os.path.exists(path) for t in read_times(path)))
     elif vstatus is not None and vstatus != 0:
         totals["bad_exit"] += 1
         totals["errors"].append(f"victim exited with {vstatus}")
@@ -237,7 +253,7 @@ def one_round(point, workload, rng, logdir, round_no):
             totals["errors"].append("drain: corrupt message")
         else:
             with open(logs[0], "a") as f:
-                f.write("%d %d\n" % item)
+                f.write("%d %d 0\n" % item)
         put_all(pool, [v], refused)
     for v in refused:
         v.release()
@@ -249,7 +265,7 @@ def one_round(point, workload, rng, logdir, round_no):
             continue
         with open(path) as f:
             for line in f:
-                item = tuple(map(int, line.split()))
+                item = tuple(map(int, line.split()[:2]))
                 if item in seen:
                     totals["duplicates"] += 1
                 seen.add(item)
@@ -265,11 +281,12 @@ def main(argv):
     rng = random.Random(seed)
     summary = {"point": point, "workload": workload, "rounds": rounds, "killed": 0, "hung": 0,
                "bad_exit": 0, "duplicates": 0, "delivered": 0, "stranded": 0, "reclaimed": 0,
-               "stranded_rounds": 0, "errors": []}
+               "stranded_rounds": 0, "flow_rounds": 0, "flowed": 0, "errors": []}
     with tempfile.TemporaryDirectory(prefix="pyshm-kill-") as logdir:
         for r in range(rounds):
             t = one_round(point, workload, rng, logdir, r)
-            for key in ("killed", "hung", "bad_exit", "duplicates", "delivered", "stranded", "reclaimed"):
+            for key in ("killed", "hung", "bad_exit", "duplicates", "delivered", "stranded", "reclaimed",
+                        "flow_rounds", "flowed"):
                 summary[key] += t[key]
             summary["stranded_rounds"] += t["stranded"] > 0
             summary["errors"] += t["errors"]
