@@ -12,7 +12,7 @@ a subprocess that imports that build. What every kill must leave (asserted):
 - in every round where the victim died well before the survivors' deadline, messages
   were delivered after its death: waiting survivors found the stuck slot and repaired
   it themselves.
-Set PYSHM_KILL_ROUNDS for a longer run (default 3 rounds per point and workload).
+Set PYSHM_KILL_ROUNDS for a longer run (default 2 rounds per point and workload).
 """
 import json
 import os
@@ -26,7 +26,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(REPO, "tests", "faults", "kill_driver.py")
-ROUNDS = int(os.environ.get("PYSHM_KILL_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("PYSHM_KILL_ROUNDS", "2"))
 
 POINTS = [
     "queue.enq.claimed",

@@ -259,6 +259,19 @@ done:
     return list;
 }
 
+/* Put blocks back. A free queue that stays blocked past the core's patience (-EAGAIN)
+ * may have a slot claimed by a process that died: repair if so, and try once more. */
+static int put_repairing(MempoolObject *self, const uint64_t *indices, uint64_t *gens, uint64_t n)
+{
+    int rc = pyshm_pool_put_burst(&self->pool, indices, gens, n);
+    if (rc == -EAGAIN) {
+        struct pyshm_repair_report report;
+        if (pyshm_region_repair(&self->shm->region, 1, &report) == 0 && report.entries > 0)
+            rc = pyshm_pool_put_burst(&self->pool, indices, gens, n);
+    }
+    return rc;
+}
+
 static PyObject *mempool_put(MempoolObject *self, PyObject *view)
 {
     if (pool_check_open(self) < 0)
@@ -270,7 +283,7 @@ static PyObject *mempool_put(MempoolObject *self, PyObject *view)
         PyErr_SetString(PyExc_ValueError, "put(): this block belongs to another Mempool");
         return NULL;
     }
-    int rc = pyshm_pool_put(&self->pool, block->index, &block->gen);
+    int rc = put_repairing(self, &block->index, &block->gen, 1);
     if (rc < 0) {
         pyshm_raise(self->state, rc, "Mempool.put");
         return NULL;
@@ -305,7 +318,7 @@ static PyObject *mempool_put_many(MempoolObject *self, PyObject *views)
         indices[i] = blocks[i]->index;
         indices[n + i] = blocks[i]->gen;
     }
-    int rc = n ? pyshm_pool_put_burst(&self->pool, indices, indices + n, (uint64_t)n) : 0;
+    int rc = n ? put_repairing(self, indices, indices + n, (uint64_t)n) : 0;
     for (Py_ssize_t i = 0; i < n; i++)
         blocks[i]->gen = indices[n + i];
     if (rc < 0) {

@@ -34,8 +34,8 @@ COUNT = 32
 ELT = 64
 RING_SLOTS = 16
 BATCH = 4
-RUN_SECONDS = 1.0
-FLOW_WINDOW = 0.5  # a kill this long before the deadline must be followed by deliveries
+RUN_SECONDS = 1.5
+FLOW_WINDOW = 1.0  # a kill this long before the deadline must be followed by deliveries
 REPAIR_PERIOD = 0.15  # a waiter looks for dead processes every 0.1 s (src/ext/waiting.c)
 WAIT = 0.02
 HANG_GUARD = 10.0
@@ -64,6 +64,14 @@ class Log:
 
     def add(self, item):
         os.write(self.fd, b"%d %d %.6f\n" % (item[0], item[1], time.monotonic()))
+
+
+def longest_pause(times, start):
+    """The longest time without a delivery, from `start` to the last delivery."""
+    longest, prev = 0.0, start
+    for t in times:
+        longest, prev = max(longest, t - prev), t
+    return longest
 
 
 def read_times(path):
@@ -209,7 +217,7 @@ def reap(pids, limit):
 
 def one_round(point, workload, rng, logdir, round_no):
     totals = {"killed": 0, "hung": 0, "bad_exit": 0, "duplicates": 0, "delivered": 0,
-              "stranded": 0, "reclaimed": 0, "flow_rounds": 0, "flowed": 0, "errors": []}
+              "stranded": 0, "reclaimed": 0, "flow_rounds": 0, "flowed": 0, "pause_ms": 0.0, "errors": []}
     shm = ShareMem(1 << 20)
     pool = Mempool(COUNT, ELT, shm=shm)
     ring = Ring(RING_SLOTS, shm=shm)
@@ -231,8 +239,10 @@ def one_round(point, workload, rng, logdir, round_no):
         # Did messages keep flowing after the kill, once a waiter had time to repair?
         if when[vpid] < deadline - FLOW_WINDOW:
             totals["flow_rounds"] = 1
-            totals["flowed"] = int(any(t > when[vpid] + REPAIR_PERIOD for path in logs[:2]
-                                       if os.path.exists(path) for t in read_times(path)))
+            after = [t for path in logs[:2] if os.path.exists(path) for t in read_times(path) if t > when[vpid]]
+            totals["flowed"] = int(any(t > when[vpid] + REPAIR_PERIOD for t in after))
+            # The longest the consumers went without a delivery after the victim died.
+            totals["pause_ms"] = round(1000 * longest_pause(sorted(after), when[vpid]), 1)
     elif vstatus is not None and vstatus != 0:
         totals["bad_exit"] += 1
         totals["errors"].append(f"victim exited with {vstatus}")
@@ -281,7 +291,7 @@ def main(argv):
     rng = random.Random(seed)
     summary = {"point": point, "workload": workload, "rounds": rounds, "killed": 0, "hung": 0,
                "bad_exit": 0, "duplicates": 0, "delivered": 0, "stranded": 0, "reclaimed": 0,
-               "stranded_rounds": 0, "flow_rounds": 0, "flowed": 0, "errors": []}
+               "stranded_rounds": 0, "flow_rounds": 0, "flowed": 0, "max_pause_ms": 0.0, "errors": []}
     with tempfile.TemporaryDirectory(prefix="pyshm-kill-") as logdir:
         for r in range(rounds):
             t = one_round(point, workload, rng, logdir, r)
@@ -289,6 +299,7 @@ def main(argv):
                         "flow_rounds", "flowed"):
                 summary[key] += t[key]
             summary["stranded_rounds"] += t["stranded"] > 0
+            summary["max_pause_ms"] = max(summary["max_pause_ms"], t["pause_ms"])
             summary["errors"] += t["errors"]
     print(json.dumps(summary))
     return 0
