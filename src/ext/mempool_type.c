@@ -205,9 +205,10 @@ static PyObject *mempool_get(MempoolObject *self, PyObject *const *args, Py_ssiz
     static char *kwlist[] = {"block", "timeout", NULL};
     struct pyshm_wait_options opts = {0, UINT64_MAX};
     if (nargs || kwnames) {
+        int fast = pyshm_parse_wait_fast(self->state, args, nargs, kwnames, 0, NULL, &opts);
         PyObject *block = NULL, *timeout = NULL;
-        if (pyshm_parse_call(args, nargs, kwnames, "|$OO:get", kwlist, &block, &timeout) < 0 ||
-            pyshm_wait_options(block, timeout, &opts) < 0)
+        if (fast < 0 || (fast == 0 && (pyshm_parse_call(args, nargs, kwnames, "|$OO:get", kwlist, &block, &timeout) < 0 ||
+                                       pyshm_wait_options(block, timeout, &opts) < 0)))
             return NULL;
     }
     if (pool_check_open(self) < 0)
@@ -225,10 +226,9 @@ static PyObject *mempool_get_many(MempoolObject *self, PyObject *const *args, Py
 {
     static char *kwlist[] = {"n", "block", "timeout", NULL};
     Py_ssize_t n;
-    PyObject *block = NULL, *timeout = NULL;
     struct pyshm_wait_options opts;
-    if (pyshm_parse_call(args, nargs, kwnames, "n|$OO:get_many", kwlist, &n, &block, &timeout) < 0 ||
-        pyshm_wait_options(block, timeout, &opts) < 0 || pool_check_open(self) < 0)
+    if (pyshm_parse_counted(self->state, args, nargs, kwnames, "n|$OO:get_many", kwlist, &n, &opts) < 0 ||
+        pool_check_open(self) < 0)
         return NULL;
     if (n < 1) {
         PyErr_Format(PyExc_ValueError, "get_many(n): n must be >= 1, got %zd", n);

@@ -176,6 +176,9 @@ static int pyshm_exec(PyObject *module)
     pyshm_state *st = PyModule_GetState(module);
     if (add_exceptions(module, st) < 0)
         return -1;
+    if (!(st->str_block = PyUnicode_InternFromString("block")) ||
+        !(st->str_timeout = PyUnicode_InternFromString("timeout")))
+        return -1;
     if (!(st->str_release = PyUnicode_InternFromString("release")))
         return -1;
     /* Releasing a view is on every put and enqueue: call memoryview.release directly
@@ -231,6 +234,8 @@ static int pyshm_clear(PyObject *module)
     Py_CLEAR(st->ShutDown);
     Py_CLEAR(st->default_shm);
     Py_CLEAR(st->str_release);
+    Py_CLEAR(st->str_block);
+    Py_CLEAR(st->str_timeout);
     pyshm_block_free_spares(st);
     return 0;
 }

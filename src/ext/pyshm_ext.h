@@ -37,6 +37,7 @@ typedef struct {
     PyObject *ShutDown;
     PyObject *default_shm; /* ShareMem.instance(), or NULL */
     PyObject *str_release;
+    PyObject *str_block, *str_timeout; /* interned keyword names, for the fast parser */
     PyCFunction memoryview_release; /* memoryview.release's C function, if METH_NOARGS */
     /* Spent Block objects kept for reuse: one is needed for every get and dequeue. */
     PyObject *spare_blocks[PYSHM_SPARE_BLOCKS];
@@ -80,6 +81,16 @@ struct pyshm_wait_options {
 int pyshm_wait_options(PyObject *block, PyObject *timeout, struct pyshm_wait_options *out);
 /* PyArg_ParseTupleAndKeywords for a METH_FASTCALL | METH_KEYWORDS call: the slow path
  * of methods whose common call has no keywords. */
+/* Calls of the form f(<up to max_pos positionals>, *, block=..., timeout=...): fills pos[]
+ * (NULL where not given) and *opts without building a tuple or a dict. 1 when done, 0
+ * when the caller must parse the general way (another keyword, too many positionals),
+ * -1 on error. */
+int pyshm_parse_wait_fast(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                          Py_ssize_t max_pos, PyObject **pos, struct pyshm_wait_options *opts);
+/* Calls of the form f(n, *, block=..., timeout=...) (get_many, dequeue_many): the fast
+ * parser when it can, else the general one with `format` ("n|$OO:name") and kwlist. */
+int pyshm_parse_counted(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                        const char *format, char **kwlist, Py_ssize_t *n, struct pyshm_wait_options *opts);
 int pyshm_parse_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, const char *format,
                      char **kwlist, ...);
 /* One try of an operation that may have to wait: its core return code. */

@@ -224,10 +224,11 @@ static PyObject *ring_enqueue(RingObject *self, PyObject *const *args, Py_ssize_
 {
     static char *kwlist[] = {"buf", "block", "timeout", NULL};
     struct pyshm_wait_options opts = {0, UINT64_MAX};
-    PyObject *view;
-    if (nargs == 1 && !kwnames) {
-        view = args[0];
-    } else {
+    PyObject *view = NULL;
+    int fast = pyshm_parse_wait_fast(self->state, args, nargs, kwnames, 1, &view, &opts);
+    if (fast < 0)
+        return NULL;
+    if (fast == 0 || !view) {
         PyObject *block = NULL, *timeout = NULL;
         if (pyshm_parse_call(args, nargs, kwnames, "O|$OO:enqueue", kwlist, &view, &block, &timeout) < 0 ||
             pyshm_wait_options(block, timeout, &opts) < 0)
@@ -245,9 +246,15 @@ static PyObject *ring_enqueue_many(RingObject *self, PyObject *const *args, Py_s
 {
     static char *kwlist[] = {"views", "block", "timeout", NULL};
     struct pyshm_wait_options opts;
-    PyObject *views, *block = NULL, *timeout = NULL;
-    if (pyshm_parse_call(args, nargs, kwnames, "O|$OO:enqueue_many", kwlist, &views, &block, &timeout) < 0 ||
-        pyshm_wait_options(block, timeout, &opts) < 0 || ring_check_open(self) < 0)
+    PyObject *views = NULL, *block = NULL, *timeout = NULL;
+    int fast = pyshm_parse_wait_fast(self->state, args, nargs, kwnames, 1, &views, &opts);
+    if (fast < 0)
+        return NULL;
+    if ((fast == 0 || !views) &&
+        (pyshm_parse_call(args, nargs, kwnames, "O|$OO:enqueue_many", kwlist, &views, &block, &timeout) < 0 ||
+         pyshm_wait_options(block, timeout, &opts) < 0))
+        return NULL;
+    if (ring_check_open(self) < 0)
         return NULL;
     PyObject *seq = pyshm_views_tuple(views, "enqueue_many");
     if (!seq)
@@ -301,9 +308,10 @@ static PyObject *ring_dequeue(RingObject *self, PyObject *const *args, Py_ssize_
     static char *kwlist[] = {"size", "block", "timeout", NULL};
     struct pyshm_wait_options opts = {0, UINT64_MAX};
     PyObject *size_obj = NULL;
-    if (nargs <= 1 && !kwnames) {
-        size_obj = nargs ? args[0] : NULL;
-    } else {
+    int fast = pyshm_parse_wait_fast(self->state, args, nargs, kwnames, 1, &size_obj, &opts);
+    if (fast < 0)
+        return NULL;
+    if (fast == 0) {
         PyObject *block = NULL, *timeout = NULL;
         if (pyshm_parse_call(args, nargs, kwnames, "|O$OO:dequeue", kwlist, &size_obj, &block, &timeout) < 0 ||
             pyshm_wait_options(block, timeout, &opts) < 0)
@@ -326,10 +334,9 @@ static PyObject *ring_dequeue_many(RingObject *self, PyObject *const *args, Py_s
 {
     static char *kwlist[] = {"n", "block", "timeout", NULL};
     Py_ssize_t n;
-    PyObject *block = NULL, *timeout = NULL;
     struct pyshm_wait_options opts;
-    if (pyshm_parse_call(args, nargs, kwnames, "n|$OO:dequeue_many", kwlist, &n, &block, &timeout) < 0 ||
-        pyshm_wait_options(block, timeout, &opts) < 0 || ring_check_open(self) < 0)
+    if (pyshm_parse_counted(self->state, args, nargs, kwnames, "n|$OO:dequeue_many", kwlist, &n, &opts) < 0 ||
+        ring_check_open(self) < 0)
         return NULL;
     if (n < 1) {
         PyErr_Format(PyExc_ValueError, "dequeue_many(n): n must be >= 1, got %zd", n);

@@ -49,6 +49,50 @@ int pyshm_wait_options(PyObject *block, PyObject *timeout, struct pyshm_wait_opt
     return 0;
 }
 
+/* Whether a keyword name is `want` (interned; the compiler interns keyword names). */
+static int keyword_is(PyObject *name, PyObject *want)
+{
+    return name == want || PyUnicode_Compare(name, want) == 0;
+}
+
+int pyshm_parse_wait_fast(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                          Py_ssize_t max_pos, PyObject **pos, struct pyshm_wait_options *opts)
+{
+    if (nargs > max_pos)
+        return 0;
+    PyObject *block = NULL, *timeout = NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (keyword_is(name, st->str_block) && !block)
+            block = args[nargs + i];
+        else if (keyword_is(name, st->str_timeout) && !timeout)
+            timeout = args[nargs + i];
+        else
+            return 0; /* the general parser says what is wrong, or handles it */
+    }
+    for (Py_ssize_t i = 0; i < max_pos; i++)
+        pos[i] = i < nargs ? args[i] : NULL;
+    return pyshm_wait_options(block, timeout, opts) < 0 ? -1 : 1;
+}
+
+int pyshm_parse_counted(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                        const char *format, char **kwlist, Py_ssize_t *n, struct pyshm_wait_options *opts)
+{
+    PyObject *count = NULL;
+    int fast = pyshm_parse_wait_fast(st, args, nargs, kwnames, 1, &count, opts);
+    if (fast < 0)
+        return -1;
+    if (fast == 1 && count) {
+        *n = PyNumber_AsSsize_t(count, PyExc_OverflowError);
+        return *n == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *block = NULL, *timeout = NULL;
+    if (pyshm_parse_call(args, nargs, kwnames, format, kwlist, n, &block, &timeout) < 0)
+        return -1;
+    return pyshm_wait_options(block, timeout, opts);
+}
+
 int pyshm_parse_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, const char *format,
                      char **kwlist, ...)
 {
