@@ -13,6 +13,7 @@ static ShareMemObject *shm_alloc(pyshm_state *st, PyObject *name)
     self->closed = 1; /* until mapped, so dealloc has nothing to unmap */
     self->name = Py_NewRef(name ? name : Py_None);
     self->weakreflist = NULL;
+    self->next_repair_ns = 0;
     memset(&self->region, 0, sizeof(self->region));
     self->region.fd = -1;
     return self;
