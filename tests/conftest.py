@@ -5,7 +5,9 @@ which always ends the child with ``os._exit`` (0 on success, 1 on an exception, 
 printing the traceback), so a child never returns into pytest. The parent reaps it with
 ``wait_child``, which asserts the exit status is 0.
 """
+import contextlib
 import gc
+import mmap
 import os
 import select
 import signal
@@ -163,6 +165,14 @@ def shm(request):
     except BufferError:
         if not getattr(request.node, "_pyshm_call_failed", False):
             raise
+
+
+@contextlib.contextmanager
+def raw_region(shm):
+    """The region's file mapped a second time, writable, as a faulty or hostile process
+    sees it (memoryview(shm) is read-only). Offsets are region offsets."""
+    with mmap.mmap(shm.fileno(), 0) as raw:
+        yield raw
 
 
 def find_bytes_offset(shm, marker):

@@ -1,7 +1,7 @@
 """Engine of the hostile-memory tests (tests/test_hostile.py).
 
-Any process can write any byte of a region (``memoryview(shm)`` is writable over all of
-it, header included). Whatever was written, a pyshm call must then raise a
+Any process can write any byte of a region (map its file a second time: ``writable``
+below; ``memoryview(shm)`` itself is read-only), header and member table included. Whatever was written, a pyshm call must then raise a
 ``pyshm.PyshmError`` (``CorruptionError``, ``EmptyError``, ``FullError``, ``ShutDown``,
 ...), raise ``ValueError`` (a handle or view the shared state no longer agrees with), or
 succeed; it must not crash, hang past its timeout, or hand out a view that is not one
@@ -15,7 +15,7 @@ One *case* is reproducible from its seed alone:
    offsets and is no longer than that block;
 3. pass blocks around so that counters, generations and ring slots are mid-flight, and
    leave some blocks held and some queued;
-4. apply K corruptions through ``memoryview(shm)``: offsets biased toward the region
+4. apply K corruptions through a writable mapping of the region's file: offsets biased toward the region
    header, object headers, geometry fields, ring counters, ring and free-queue slots,
    block state words; values biased toward small integers, 0, -1, 2**63, the current
    value nudged by a little (almost valid), the offsets of objects and blocks, and the
@@ -48,6 +48,7 @@ import it after fork, and it must be usable without pytest).
 """
 import ctypes
 import gc
+import mmap
 import os
 import random
 import select
@@ -68,11 +69,14 @@ OBJECTS_HEAD_AT = 32
 OBJ_SIZE_AT = 16
 OBJ_NEXT_AT = 24
 OBJ_NAME_AT = 64
-# Pool and ring headers: 320 bytes; ring.h counters at +192 (enq_pos, not_empty) and
-# +256 (deq_pos, not_full). Used only to aim corruptions; the checks never rely on them.
-SHARED_HEADER = 320
-ENQ_AT = 192
-DEQ_AT = 256
+# Pool and ring headers: 384 bytes; queue counters at +256 (enq_pos, not_empty) and
+# +320 (deq_pos, not_full). The member table: 64 bytes of header at region offset 64,
+# then 128-byte entries. Used only to aim corruptions; the checks never rely on them.
+SHARED_HEADER = 384
+ENQ_AT = 256
+DEQ_AT = 320
+MEMBERS_AT = 64 + 64
+MEMBER_ENTRY = 128
 POOL_STATES_OFFSET_AT = 128 + 5 * 8
 OBJ_MAGIC = 0x3154434A424F5350  # "PSOBJCT1"
 REGION_MAGIC = 0x314E4F4947455253  # "SREGION1"
@@ -94,18 +98,40 @@ def offset_of(obj):
     return obj.__reduce__()[1][1]
 
 
+class _Py_buffer(ctypes.Structure):
+    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.py_object), ("len", ctypes.c_ssize_t),
+                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
+                ("format", ctypes.c_char_p), ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
+                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]
+
+
 def address_of(buf):
-    """Address of the first byte of a writable buffer."""
-    c = ctypes.c_char.from_buffer(buf)
+    """Address of the first byte of a buffer (read-only ones too)."""
+    view = _Py_buffer()
+    ctypes.pythonapi.PyObject_GetBuffer(ctypes.py_object(buf), ctypes.byref(view), 0)
     try:
-        return ctypes.addressof(c)
+        return view.buf
     finally:
-        del c
+        ctypes.pythonapi.PyBuffer_Release(ctypes.byref(view))
 
 
 def base_of(shm):
     with memoryview(shm) as m:
         return address_of(m)
+
+
+class writable:
+    """The region's file mapped a second time, writable: what a faulty process writes
+    through (memoryview(shm) is read-only). Offsets are region offsets."""
+
+    def __init__(self, shm):
+        self.map = mmap.mmap(shm.fileno(), 0)
+
+    def __enter__(self):
+        return self.map
+
+    def __exit__(self, *exc):
+        self.map.close()
 
 
 def read_u64(shm, at):
@@ -114,7 +140,7 @@ def read_u64(shm, at):
 
 
 def write_bytes(shm, at, data):
-    with memoryview(shm) as m:
+    with writable(shm) as m:
         m[at : at + len(data)] = data
 
 
@@ -158,7 +184,7 @@ class Mapping:
         self.shm = shm
         self.label = label
         self.base = base_of(shm)
-        self.size = shm.size
+        self.size = shm.size + pyshm.REGION_OVERHEAD  # the whole file
 
 
 class Handle:
@@ -323,9 +349,11 @@ class World:
         r = rng.random()
         objs = list(self.objects.items())
         off, (kind, end) = rng.choice(objs)
-        if r < 0.18:  # region header
+        if r < 0.14:  # region header
             return rng.choice([(0, 8), (8, 4), (12, 4), (16, 8), (CARVE_END_AT, 8), (OBJECTS_HEAD_AT, 8),
                                (OBJECTS_HEAD_AT, 8), (rng.randrange(0, 64, 8), 8)])
+        if r < 0.18:  # the member table: owner words, announcements, held counts
+            return (MEMBERS_AT + MEMBER_ENTRY * rng.randrange(4) + 8 * rng.randrange(16), 8)
         if r < 0.33:  # object header
             return rng.choice([(off, 8), (off + 8, 4), (off + 12, 4), (off + OBJ_SIZE_AT, 8), (off + OBJ_NEXT_AT, 8),
                                (off + OBJ_NEXT_AT, 8), (off + OBJ_NAME_AT + rng.randrange(8), 1),
@@ -377,7 +405,7 @@ class World:
             write_bytes(shm, at, data)
             self.log(f"corrupt: {n} random bytes at {at}")
             return
-        with memoryview(shm) as m:
+        with writable(shm) as m:
             current = int.from_bytes(m[at : at + width], "little")
             value = self.pick_value(current, width)
             m[at : at + width] = value.to_bytes(width, "little")
@@ -393,8 +421,7 @@ class World:
         """Create an object with `make(shm)` in a scratch region of the same size, carved at
         `at`. Returns (metadata image, block table or None, object size), or None when it
         does not fit there."""
-        size = self.mappings[0].size
-        scratch = pyshm.ShareMem(size)
+        scratch = pyshm.ShareMem(self.mappings[0].shm.size)
         try:
             write_u64(scratch, CARVE_END_AT, at)
             try:
@@ -955,7 +982,7 @@ def writer_loop(world, seed, stop_fd, forged_images, ready_fd=None, max_seconds=
         clean = bytes(m)
     deadline = time.monotonic() + max_seconds
     n = 0
-    with memoryview(shm) as m:
+    with writable(shm) as m:
         if ready_fd is not None:
             os.write(ready_fd, b"r")
         while time.monotonic() < deadline:

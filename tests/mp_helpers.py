@@ -16,6 +16,7 @@ import select
 import signal
 import struct
 import sys
+import threading
 import time
 import traceback
 
@@ -183,34 +184,72 @@ class Notice:
 
 # --- observing sleepers -----------------------------------------------------------------
 #
-# A blocked call sleeps on a waitpoint (src/core/wait.h: u32 epoch, u32 waiters) in shared
-# memory. Polling the waiters count tells a test that another process or thread really is
-# asleep in the call, so it can wake it, signal it or clean up under it without a sleep.
-# Layout version 2 (src/core/block_ring.h, mempool.h, ring.h): a Ring's and a Mempool's
-# counters start 192 bytes into the object; not_empty is at +8 and not_full at +64+8.
+# A blocked call sleeps in the kernel, in a futex wait on the epoch word of a waitpoint
+# (src/core/wait.h: u32 epoch, u32 spare, u64 marker) in shared memory. A thread asleep
+# there shows in /proc/PID/task/TID/syscall as the futex system call (202 on x86-64,
+# 98 on arm64) whose first argument is the address of that word in its process's mapping
+# of the region (found in /proc/PID/maps by the region file's inode). That tells a test
+# that another process or thread really is asleep in the call, so it can wake it, signal
+# it or clean up under it without a sleep of its own.
+# Layout version 3 (src/core/block_ring.h, mempool.h, queue.h): a Ring's and a Mempool's
+# queue counters start 256 bytes into the object; not_empty is at +8, not_full at +64+8.
 
-_COUNTERS = 192
-_WAITERS = {"not_empty": _COUNTERS + 8 + 4, "not_full": _COUNTERS + 64 + 8 + 4}
+_QUEUE = 256
+_WAITPOINT = {"not_empty": _QUEUE + 8, "not_full": _QUEUE + 64 + 8}
+_FUTEX = {"x86_64": 202, "aarch64": 98}[os.uname().machine]
 
 
 def _object_offset(obj):
-    rebuild, args = obj.__reduce__()
-    return args[1]
+    return obj.offset
 
 
-def sleepers(obj, side="not_empty"):
+def _region_base(pid, inode):
+    """Where process pid maps the region file with this inode (offset 0), or None."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 5 and int(fields[4]) == inode and int(fields[2], 16) == 0:
+                    return int(fields[0].split("-")[0], 16)
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None
+
+
+def sleepers(obj, side="not_empty", pids=()):
     """How many callers sleep on obj's waitpoint right now (Ring: "not_empty" for
-    dequeue, "not_full" for enqueue; Mempool: "not_empty" for get)."""
-    assert pyshm.LAYOUT_VERSION == 2, "update the waitpoint offsets in mp_helpers for the new layout"
-    with memoryview(obj.shm) as whole:
-        return struct.unpack_from("=I", whole, _object_offset(obj) + _WAITERS[side])[0]
+    dequeue, "not_full" for enqueue; Mempool: "not_empty" for get), among the other
+    threads of this process and the processes pids."""
+    assert pyshm.LAYOUT_VERSION == 3, "update the waitpoint offsets in mp_helpers for the new layout"
+    inode = os.fstat(obj.shm.fileno()).st_ino
+    me = threading.get_native_id()
+    count = 0
+    for pid in [os.getpid(), *[p for p in pids if p != os.getpid()]]:
+        base = _region_base(pid, inode)
+        if base is None:
+            continue
+        word = base + _object_offset(obj) + _WAITPOINT[side]
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            if pid == os.getpid() and int(tid) == me:
+                continue
+            try:
+                with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                    call = f.read().split()
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            count += len(call) > 1 and call[0] == str(_FUTEX) and int(call[1], 16) == word
+    return count
 
 
 def wait_for_sleepers(obj, side="not_empty", n=1, guard=GUARD, pids=()):
     """Return once at least n callers sleep on obj's waitpoint. Fails at once if one of
     our children pids ends meanwhile; the hang guard only stops a deadlock."""
     deadline = time.monotonic() + guard
-    while sleepers(obj, side) < n:
+    while sleepers(obj, side, pids) < n:
         gone = [pid for pid in pids if ended(pid)]
         assert not gone, f"child(ren) {gone} ended instead of waiting"
         assert time.monotonic() < deadline, f"fewer than {n} sleeper(s) on {side} within the hang guard"

@@ -68,8 +68,9 @@ class Starved:
                 buf = self.pool.get()
                 h.fill(buf, 1, i)
                 self.ring.enqueue(buf)
-            self.extra = self.pool.get()
-            h.fill(self.extra, 2, 0)
+            # The block to enqueue is taken by whichever process makes the call: only the
+            # process that took a block may hand it on (a fork child may not use its
+            # parent's view).
             self.exc, self.obj, self.side = FullError, self.ring, "not_full"
 
     def call(self, **kw):
@@ -83,6 +84,9 @@ class Starved:
             return [self.ring.dequeue(**kw)]
         if op == "dequeue_many":
             return self.ring.dequeue_many(2, **kw)
+        if self.extra is None:
+            self.extra = self.pool.get()
+            h.fill(self.extra, 2, 0)
         if op == "enqueue":
             self.ring.enqueue(self.extra, **kw)
         else:
@@ -113,8 +117,7 @@ class Starved:
             assert views == []
 
     def give_back_extra(self):
-        """In a child that tried to enqueue and failed: each try moves the block's
-        generation on, so only this process's view can still put it back."""
+        """In a child that tried to enqueue and failed: the block is the child's."""
         if self.extra is not None:
             self.pool.put(self.extra)
 

@@ -30,13 +30,13 @@ ROUNDS = int(os.environ.get("PYSHM_KILL_ROUNDS", "2"))
 
 POINTS = [
     "queue.enq.claimed",
+    "queue.enq.staged",
     "queue.enq.published",
     "queue.deq.claimed",
     "queue.deq.released",
     "block.take.holder",
     "block.take.done",
-    "pool.put.freed",
-    "ring.enqueue.in_ring",
+    "block.give.done",
     "*",  # the N-th kill point of any kind, N random
 ]
 
@@ -55,9 +55,9 @@ def fault_build(tmp_path_factory):
     root = tmp_path_factory.mktemp("fault-build")
     package = root / "pyshm"
     package.mkdir()
-    for name in os.listdir(os.path.join(REPO, "pyshm")):
+    for name in os.listdir(os.path.join(REPO, "src", "pyshm")):
         if name.endswith(".py"):
-            shutil.copy(os.path.join(REPO, "pyshm", name), package / name)
+            shutil.copy(os.path.join(REPO, "src", "pyshm", name), package / name)
     out = package / ("_pyshm" + sysconfig.get_config_var("EXT_SUFFIX"))
     cmd = [cc, "-shared", "-fPIC", "-std=c11", "-O1", "-DPYSHM_FAULT_INJECTION=1",
            "-I" + sysconfig.get_paths()["include"], "-Isrc/core", "-Isrc/ext", *sources, "-o", str(out)]

@@ -5,18 +5,20 @@ import struct
 
 import pytest
 
-from conftest import fork_child, wait_child
+from conftest import fork_child, raw_region, wait_child
 from pyshm import Mempool, Ring, ShareMem
 
-HOLDER_PID_SHIFT = 42
 # struct pyshm_pool_shared: 128-byte object header, then count, elt_size, stride, flags,
-# slots_offset, states_offset, data_offset, holders_offset (u64 each).
-STATES_OFFSET_AT = 128 + 5 * 8
-HOLDERS_OFFSET_AT = 128 + 7 * 8
+# slots_offset, states_offset, holders_offset, data_offset (u64 each).
+HOLDERS_OFFSET_AT = 128 + 6 * 8
+# The member table (src/core/member.h): at region offset 64, a 64-byte header, then
+# 128-byte entries: owner word (incarnation << 3 | flags) at +0, pid at +64.
+MEMBERS_AT = 64 + 64
+ENTRY = 128
 
 
 def pool_offset(pool):
-    return pool.__reduce__()[1][1]
+    return pool.offset
 
 
 def holder_words(shm, pool):
@@ -26,6 +28,15 @@ def holder_words(shm, pool):
         return [struct.unpack_from("=Q", raw, at + 8 * i)[0] for i in range(pool.count)]
     finally:
         raw.release()
+
+
+def member_of(shm, holder):
+    """(owner word, pid) of the member entry a holder word names."""
+    index = holder & 0xFF
+    with memoryview(shm) as raw:
+        owner = struct.unpack_from("=Q", raw, MEMBERS_AT + ENTRY * index)[0]
+        pid = struct.unpack_from("=Q", raw, MEMBERS_AT + ENTRY * index + 64)[0]
+    return owner, pid
 
 
 def kill_holding(pool, ring, hold, queue):
@@ -99,29 +110,52 @@ def test_blocks_of_live_processes_are_left_alone(setup):
 
 
 def test_holder_word_names_this_process(setup):
+    """A held block records the holder word of this process's member entry: the entry's
+    index and incarnation, and the entry says which pid owns it."""
     shm, pool, ring = setup
     views = [pool.get() for _ in range(3)]
-    words = holder_words(shm, pool)
-    assert {w >> HOLDER_PID_SHIFT for w in words[:3]} == {os.getpid()}
-    assert len(set(words[:3])) == 1 and words[0] & ((1 << HOLDER_PID_SHIFT) - 1) != 0
+    words = holder_words(shm, pool)[:3]
+    assert len(set(words)) == 1 and words[0] != 0
+    owner, pid = member_of(shm, words[0])
+    assert owner & 1, "the entry is owned"
+    assert owner >> 3 == words[0] >> 8, "the holder word names the entry's current incarnation"
+    assert pid == os.getpid()
     pool.put_many(views)
 
 
-def test_a_reused_pid_is_not_mistaken_for_the_holder(setup):
-    """Same pid, other start time: the holder is gone even though the pid runs."""
+def test_liveness_is_not_read_from_the_pid(setup):
+    """A process is alive while it holds the lock of its entry, whatever its entry says
+    of its pid: a live holder whose recorded pid names no process keeps its blocks."""
     shm, pool, ring = setup
-    view = pool.get()
-    index = [i for i, w in enumerate(holder_words(shm, pool)) if w >> HOLDER_PID_SHIFT == os.getpid()]
-    assert len(index) == 1
-    raw = memoryview(shm)
-    at = struct.unpack_from("=Q", raw, pool_offset(pool) + HOLDERS_OFFSET_AT)[0] + 8 * index[0]
-    word = struct.unpack_from("=Q", raw, at)[0]
-    struct.pack_into("=Q", raw, at, word ^ 1)  # an earlier process that had this pid
-    raw.release()
-    assert pool.reclaim() == 1
+    to_parent, to_child = os.pipe(), os.pipe()
+
+    def child():
+        held = pool.get()
+        held[:4] = b"mine"
+        os.write(to_parent[1], b"h")
+        assert os.read(to_child[0], 1) == b"g"
+        assert bytes(held[:4]) == b"mine"
+        pool.put(held)  # still the child's
+
+    pid = fork_child(child)
+    try:
+        assert os.read(to_parent[0], 1) == b"h"
+        word = next(w for w in holder_words(shm, pool) if w and member_of(shm, w)[1] == pid)
+        at = MEMBERS_AT + ENTRY * (word & 0xFF) + 64
+        dead = os.fork()
+        if dead == 0:
+            os._exit(0)
+        os.waitpid(dead, 0)  # a pid that no process has now
+        with raw_region(shm) as raw:
+            struct.pack_into("=Q", raw, at, dead)
+        assert pool.reclaim() == 0
+        assert pool.free_count == pool.count - 1
+        os.write(to_child[1], b"g")
+    finally:
+        wait_child(pid)
+        for fd in to_parent + to_child:
+            os.close(fd)
     assert pool.free_count == pool.count
-    with pytest.raises(ValueError):
-        pool.put(view)  # our view is stale now: refused, nothing freed twice
 
 
 def test_reclaim_after_cleanup_is_refused(setup):

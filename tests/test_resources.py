@@ -56,8 +56,11 @@ def unnamed_cycle(i):
         ring.enqueue_many(views[:2])
         ring.enqueue(views[2])
         pool.put_many(ring.dequeue_many(3))
-        with memoryview(shm) as raw:
-            raw[100] = 1
+        raw = pyshm.RawBuffer(100, shm=shm)
+        with memoryview(raw) as mv:
+            mv[99] = 1
+        with memoryview(shm) as whole:
+            assert whole[0] == ord("S")
         ring.cleanup()
         pool.cleanup()
         shm.cleanup()

@@ -23,7 +23,7 @@ from pyshm import (
     init_shm,
 )
 
-from conftest import CHILD_HANG_GUARD, find_bytes_offset, fork_child, run_in_child, wait_child
+from conftest import CHILD_HANG_GUARD, find_bytes_offset, fork_child, raw_region, run_in_child, wait_child
 
 
 def stamp(buf, value):
@@ -213,7 +213,7 @@ def test_default_region_used_when_initialised():
 
 
 def test_too_little_room_message_says_bytes_needed():
-    shm = ShareMem(1024)
+    shm = ShareMem(4096)
     with pytest.raises(ValueError) as info:
         Ring(1000, shm=shm)
     msg = str(info.value)
@@ -656,7 +656,7 @@ def test_garbage_offset_is_corruption_error(shm, kind):
     stride = free_off - block_off
     info = {"free": free_off, "held": held_off, "stride": stride, "last": held_off + 3 * stride}
     garbage = GARBAGE[kind](block_off, info)
-    with memoryview(shm) as mv:
+    with raw_region(shm) as mv:
         struct.pack_into("<Q", mv, value_off, garbage)
     with pytest.raises(CorruptionError) as excinfo:
         ring.dequeue()
@@ -692,7 +692,7 @@ def test_garbage_offset_between_good_entries(shm):
         b = pool.get()
         stamp(b, i)
         ring.enqueue(b)
-    with memoryview(shm) as mv:
+    with raw_region(shm) as mv:
         struct.pack_into("<Q", mv, value_off, block_off + 3)
     with pytest.raises(CorruptionError):
         ring.dequeue()
@@ -713,7 +713,7 @@ def test_corruption_seen_by_other_process(shm):
     b = pool.get()
     stamp(b, 9)
     ring.enqueue(b)
-    with memoryview(shm) as mv:
+    with raw_region(shm) as mv:
         struct.pack_into("<Q", mv, value_off, 0xDEADBEEF)
 
     def child():

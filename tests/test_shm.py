@@ -13,22 +13,35 @@ from conftest import fork_child, run_in_child, wait_child
 # --- construction ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [1, 3, 63, 64, 65, 4095, 4096, 4097, 1 << 20, 10_000_019])
-def test_any_positive_size(size):
+@pytest.mark.parametrize("size", [4096, 4097, 1 << 20, 10_000_019])
+def test_size_is_room_for_objects(size):
+    """ShareMem(size) has size bytes for pools, rings and raw buffers; pyshm's own header
+    and member table come on top (REGION_OVERHEAD), not out of them."""
     shm = ShareMem(size)
     try:
         assert shm.size == size
+        assert shm.free == size
         assert shm.closed is False
         with memoryview(shm) as mv:
-            assert len(mv) == size
-            assert mv.nbytes == size
+            assert len(mv) == size + pyshm.REGION_OVERHEAD
+            assert mv.readonly
+        buf = pyshm.RawBuffer(size // 64 * 64 - 192, shm=shm)  # header 192 bytes, 64-byte units
+        assert shm.free < 64
+        with memoryview(buf) as mv:
+            mv[-1] = 1
     finally:
         shm.cleanup()
 
 
+@pytest.mark.parametrize("size", [1, 3, 63, 64, 65, 4095])
+def test_size_that_can_hold_nothing_is_refused(size):
+    with pytest.raises(ValueError, match="between 4096 and"):
+        ShareMem(size)
+
+
 def test_size_keyword():
-    shm = ShareMem(size=128)
-    assert shm.size == 128
+    shm = ShareMem(size=8192)
+    assert shm.size == 8192
     shm.cleanup()
 
 
@@ -37,10 +50,10 @@ def test_large_sparse_size():
     shm = ShareMem(1 << 34)
     try:
         assert shm.size == 1 << 34
-        with memoryview(shm) as mv:
-            assert len(mv) == 1 << 34
-            mv[(1 << 34) - 1] = 7
-            assert mv[(1 << 34) - 1] == 7
+        buf = pyshm.RawBuffer((1 << 34) - 256, shm=shm)
+        with memoryview(buf) as mv:
+            mv[len(mv) - 1] = 7
+            assert mv[len(mv) - 1] == 7
     finally:
         shm.cleanup()
 
@@ -51,8 +64,8 @@ def test_non_int_size_is_type_error(bad):
         ShareMem(bad)
 
 
-@pytest.mark.parametrize("bad", [0, -1, -4096, -(1 << 70)])
-def test_zero_or_negative_size_is_value_error(bad):
+@pytest.mark.parametrize("bad", [0, -1, -4096, -(1 << 70), 1 << 47, 1 << 70])
+def test_out_of_range_size_is_value_error(bad):
     with pytest.raises(ValueError):
         ShareMem(bad)
 
@@ -60,65 +73,60 @@ def test_zero_or_negative_size_is_value_error(bad):
 def test_index_like_int_accepted():
     class Idx:
         def __index__(self):
-            return 256
+            return 8192
 
     shm = ShareMem(Idx())
-    assert shm.size == 256
+    assert shm.size == 8192
     shm.cleanup()
 
 
 # --- buffer protocol -----------------------------------------------------------------
 
 
-def test_memoryview_writable_over_whole_region():
-    size = 10_001
-    shm = ShareMem(size)
+def test_memoryview_of_region_is_read_only():
+    """pyshm's own structures are in the region: the whole view of it is for reading."""
+    shm = ShareMem(10_001)
     with memoryview(shm) as mv:
-        assert not mv.readonly
-        assert len(mv) == size
-        assert mv.format == "B"
-        assert mv.c_contiguous
-        mv[0] = 0x11
-        mv[size // 2] = 0x22
-        mv[size - 1] = 0x33
-        mv[100:108] = b"abcdefgh"
-    with memoryview(shm) as mv2:
-        assert mv2[0] == 0x11
-        assert mv2[size // 2] == 0x22
-        assert mv2[size - 1] == 0x33
-        assert bytes(mv2[100:108]) == b"abcdefgh"
-        with pytest.raises(IndexError):
-            mv2[size]
+        assert mv.readonly
+        assert len(mv) == 10_001 + pyshm.REGION_OVERHEAD
+        assert mv.format == "B" and mv.c_contiguous
+        assert bytes(mv[:8]) == b"SREGION1"  # the region header comes first
+        with pytest.raises(TypeError):
+            mv[0] = 1
     shm.cleanup()
 
 
-def test_region_is_shared_with_fork_child():
+def test_raw_buffer_is_shared_with_fork_child():
     shm = ShareMem(8192)
+    buf = pyshm.RawBuffer(6000, shm=shm)
 
     def child():
-        with memoryview(shm) as mv:
+        with memoryview(buf) as mv:
             assert bytes(mv[4000:4005]) == b"hello"
-            mv[8000:8005] = b"world"
+            mv[5000:5005] = b"world"
 
-    with memoryview(shm) as mv:
+    with memoryview(buf) as mv:
+        assert bytes(mv) == bytes(6000)  # zero-filled
         mv[4000:4005] = b"hello"
     run_in_child(child)
-    with memoryview(shm) as mv:
-        assert bytes(mv[8000:8005]) == b"world"
+    with memoryview(buf) as mv:
+        assert bytes(mv[5000:5005]) == b"world"
     shm.cleanup()
 
 
-def test_numpy_over_region():
+def test_numpy_over_a_raw_buffer():
     import numpy as np
-    shm = ShareMem(4096)
-    arr = np.frombuffer(shm, dtype=np.uint32)
+    shm = ShareMem(8192)
+    buf = pyshm.RawBuffer(4096, shm=shm)
+    arr = np.frombuffer(buf, dtype=np.uint32)
     assert arr.flags.writeable
     arr[-1] = 0xDEADBEEF
     with pytest.raises(BufferError):
         shm.cleanup()
     del arr
-    with memoryview(shm) as mv:
+    with memoryview(buf) as mv:
         assert bytes(mv[4092:4096]) == (0xDEADBEEF).to_bytes(4, "little")
+    assert not np.frombuffer(shm, dtype=np.uint8).flags.writeable
     shm.cleanup()
 
 
@@ -191,18 +199,23 @@ def test_use_after_cleanup_is_value_error():
 
 def test_cleanup_refused_while_memoryview_alive():
     shm = ShareMem(4096)
-    mv = memoryview(shm)
+    buf = pyshm.RawBuffer(100, shm=shm)
+    mv = memoryview(buf)
     mv[10] = 42
-    with pytest.raises(BufferError):
+    with pytest.raises(BufferError, match="view"):
         shm.cleanup()
     # nothing changed
     assert shm.closed is False
     assert shm.size == 4096
     assert mv[10] == 42
     mv[11] = 43
-    with memoryview(shm) as other:
+    with memoryview(buf) as other:
         assert other[11] == 43
     mv.release()
+    whole = memoryview(shm)  # the read-only view of the region counts too
+    with pytest.raises(BufferError):
+        shm.cleanup()
+    whole.release()
     shm.cleanup()
     assert shm.closed is True
 
@@ -306,7 +319,7 @@ def test_cleanup_in_parent_does_not_affect_child(signal_pair):
         pool.put(again)
         assert pool.free_count == 4
         with memoryview(shm) as mv:
-            assert len(mv) == 1 << 16
+            assert len(mv) == (1 << 16) + pyshm.REGION_OVERHEAD
 
     pid = fork_child(child)
     ring.cleanup()

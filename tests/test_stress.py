@@ -24,6 +24,7 @@ from pyshm import (
     EmptyError,
     FullError,
     Mempool,
+    RawBuffer,
     Ring,
     ShareMem,
 )
@@ -103,19 +104,20 @@ def run_pipeline(*, producers, consumers, per_producer, ring_count, pool_count, 
         assert pool.free_count == 0
         assert free_ring.used_count == pool_count
 
-    # Per-consumer counters in a region of their own: counts[c, p, seq], then a flag and
-    # a stats row per consumer. (The first bytes of every region hold its header; skip them.)
+    # Per-consumer counters in raw shared bytes of their own: counts[c, p, seq], then a
+    # flag and a stats row per consumer.
     n_counts = consumers * producers * per_producer
-    stats_shm = ShareMem(n_counts * 2 + 8192)
+    stats_buf = RawBuffer(n_counts * 2 + 8192)
+    stats_shm = stats_buf.shm
     COUNTS_AT = 1024
     DONE_AT = COUNTS_AT + n_counts * 2  # byte offset of the "producers finished" flag
     STATS_AT = (DONE_AT + 64) // 8 * 8  # consumers x [received, bad, out of order] as uint64
 
     def arrays():
-        counts = np.frombuffer(stats_shm, dtype=np.uint16, count=n_counts, offset=COUNTS_AT)
+        counts = np.frombuffer(stats_buf, dtype=np.uint16, count=n_counts, offset=COUNTS_AT)
         counts = counts.reshape(consumers, producers, per_producer)
-        stats = np.frombuffer(stats_shm, dtype=np.uint64, count=consumers * 3, offset=STATS_AT).reshape(consumers, 3)
-        done = np.frombuffer(stats_shm, dtype=np.uint8, count=1, offset=DONE_AT)
+        stats = np.frombuffer(stats_buf, dtype=np.uint64, count=consumers * 3, offset=STATS_AT).reshape(consumers, 3)
+        done = np.frombuffer(stats_buf, dtype=np.uint8, count=1, offset=DONE_AT)
         return counts, stats, done
 
     def producer(pid):

@@ -9,14 +9,18 @@
  * point, so a test can set it in a child after fork.
  *
  * The points (docs/design.md, "A process killed mid-operation", says what each leaves):
- *   queue.enq.claimed    a queue position claimed, its value not yet published
+ *   queue.enq.claimed    queue positions claimed, nothing staged yet
+ *   queue.enq.staged     one value staged (in a burst, before the next one)
  *   queue.enq.published  one value published (in a burst, before the next one)
- *   queue.deq.claimed    a queue position claimed, its slot not yet released
+ *   queue.deq.claimed    queue positions claimed, nothing taken yet
  *   queue.deq.released   one slot released (in a burst, before the next one)
  *   block.take.holder    the holder word written, the block's state not yet HELD
- *   block.take.done      the block's state moved to HELD
- *   pool.put.freed       a block's state moved to FREE, not yet in the free queue
- *   ring.enqueue.in_ring a block's state moved to IN_RING, not yet in the ring
+ *   block.take.done      one block's state moved to HELD
+ *   block.give.done      one block's state moved from HELD to FREE or IN_RING (staged, not
+ *                        yet published)
+ *   repair.enq.filled    a repairer filled a dead producer's unstaged position
+ *   repair.deq.reserved  a repairer reserved a dead consumer's unreleased position
+ *   repair.entry.done    a repairer finished one dead member's entry, before freeing it
  */
 #ifndef PYSHM_CORE_FAULT_H
 #define PYSHM_CORE_FAULT_H

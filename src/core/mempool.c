@@ -1,18 +1,13 @@
-/* mempool.c - building, validating and using a pool of fixed-size blocks. */
+/* mempool.c - pools of fixed-size blocks, and moving blocks between queues and holders. */
 #include "mempool.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <sched.h>
 #include <string.h>
 
+#include "errors.h"
 #include "fault.h"
-#include "process.h"
 #include "region.h"
-#include "wait.h"
-
-/* How long a put waits for a get that holds a slot of the free queue it needs. */
-#define PYSHM_PUT_PATIENCE_MS 200u
 
 /* Blocks under a cache line are packed 8-byte aligned; larger ones start a cache line. */
 static uint64_t stride_for(uint64_t elt_size)
@@ -33,7 +28,7 @@ static int layout_of(uint64_t count, uint64_t elt_size, struct pool_layout *l)
     l->states = l->slots + count * sizeof(struct pyshm_ring_slot);
     l->holders = l->states + count * sizeof(pyshm_atomic64);
     l->data = PYSHM_ALIGN_UP(l->holders + count * sizeof(pyshm_atomic64), PYSHM_CACHE_LINE);
-    /* count and stride are below 2^41, so the product fits comfortably in 64 bits. */
+    /* count and stride are below 2^41: the product fits comfortably in 64 bits. */
     if (count > (UINT64_C(1) << 62) / l->stride)
         return -EINVAL;
     l->size = PYSHM_ALIGN_UP(l->data + count * l->stride, PYSHM_CACHE_LINE);
@@ -49,71 +44,40 @@ int pyshm_pool_footprint(uint64_t count, uint64_t elt_size, uint64_t *bytes)
     return rc;
 }
 
-static void fill_handle(const struct pyshm_region *r, uint64_t offset, uint64_t count, uint64_t elt_size,
-                        uint32_t flags, const struct pool_layout *l, struct pyshm_pool *p)
-{
-    struct pyshm_pool_shared *shared = (struct pyshm_pool_shared *)(r->base + offset);
-    p->offset = offset;
-    p->count = count;
-    p->elt_size = elt_size;
-    p->stride = l->stride;
-    p->flags = flags;
-    p->data_offset = offset + l->data;
-    p->data = r->base + offset + l->data;
-    p->states = (pyshm_atomic64 *)(r->base + offset + l->states);
-    p->holders = (pyshm_atomic64 *)(r->base + offset + l->holders);
-    p->free_queue.counters = &shared->free_queue;
-    p->free_queue.slots = (struct pyshm_ring_slot *)(r->base + offset + l->slots);
-    p->free_queue.capacity = count;
-    /* The announcer is this process's cache of its table entry: mutable, not shared. */
-    p->free_queue.announcer = (struct pyshm_announcer *)&r->announcer;
-    p->free_queue.id = offset + offsetof(struct pyshm_pool_shared, free_queue);
-}
-
-static uint64_t identity(uint64_t i) { return i; }
-
-int pyshm_pool_create(struct pyshm_region *r, uint64_t count, uint64_t elt_size, uint32_t flags,
-                      const char *name, struct pyshm_pool *out)
+int pyshm_pool_create(struct pyshm_region *r, uint64_t count, uint64_t elt_size, uint32_t flags, const char *name,
+                      uint64_t *offset)
 {
     struct pool_layout l;
     int rc = layout_of(count, elt_size, &l);
     if (rc < 0 || (flags & ~(uint64_t)PYSHM_MEMPOOL_FLAGS))
         return -EINVAL;
-    uint64_t offset;
-    rc = pyshm_region_carve(r, l.size, PYSHM_KIND_POOL, name, &offset);
+    rc = pyshm_region_carve(r, l.size, PYSHM_KIND_POOL, name, offset);
     if (rc < 0)
         return rc;
-    struct pyshm_pool_shared *shared = (struct pyshm_pool_shared *)(r->base + offset);
+    /* The header only: the free queue, states and holders are zero, which is a full pool. */
+    struct pyshm_pool_shared *shared = (struct pyshm_pool_shared *)(r->base + *offset);
     shared->count = count;
     shared->elt_size = elt_size;
     shared->stride = l.stride;
     shared->flags = flags;
-    shared->slots_offset = offset + l.slots;
-    shared->states_offset = offset + l.states;
-    shared->data_offset = offset + l.data;
-    shared->holders_offset = offset + l.holders;
-    fill_handle(r, offset, count, elt_size, flags, &l, out);
-    /* A fresh mapping is zero: every block is FREE at generation 0 already. */
-    for (uint64_t i = 0; i < count; i++)
-        atomic_store_explicit(&out->states[i], pyshm_block_state(0, PYSHM_BLOCK_FREE), memory_order_relaxed);
-    pyshm_ring_init_full(&out->free_queue, identity);
-    rc = pyshm_region_add_pool(r, out);
-    if (rc < 0)
-        return rc;
-    pyshm_region_publish(r, offset);
+    shared->slots_offset = *offset + l.slots;
+    shared->states_offset = *offset + l.states;
+    shared->holders_offset = *offset + l.holders;
+    shared->data_offset = *offset + l.data;
+    pyshm_region_publish(r, *offset);
     return 0;
 }
 
 int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pyshm_pool *out)
 {
-    if (offset % PYSHM_CACHE_LINE != 0 || offset > r->size || r->size - offset < sizeof(struct pyshm_pool_shared))
+    if (offset % PYSHM_CACHE_LINE != 0 || !pyshm_region_contains(r, offset, sizeof(struct pyshm_pool_shared)))
         return -PYSHM_ECORRUPT;
-    const struct pyshm_pool_shared *shared = (const struct pyshm_pool_shared *)(r->base + offset);
+    struct pyshm_pool_shared *shared = (struct pyshm_pool_shared *)(r->base + offset);
     /* Read every field once; validate the copies, never the shared originals. */
     struct pyshm_object_header object = shared->object;
-    uint64_t count = shared->count, elt_size = shared->elt_size, flags = shared->flags;
-    uint64_t slots = shared->slots_offset, states = shared->states_offset, data = shared->data_offset;
-    uint64_t holders = shared->holders_offset;
+    uint64_t count = shared->count, elt_size = shared->elt_size, flags = shared->flags, stride = shared->stride;
+    uint64_t slots = shared->slots_offset, states = shared->states_offset, holders = shared->holders_offset;
+    uint64_t data = shared->data_offset;
     struct pool_layout l;
     if (object.magic != PYSHM_OBJECT_MAGIC || object.kind != PYSHM_KIND_POOL ||
         object.layout_version != PYSHM_LAYOUT_VERSION || (flags & ~(uint64_t)PYSHM_MEMPOOL_FLAGS) ||
@@ -121,15 +85,33 @@ int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pysh
         return -PYSHM_ECORRUPT;
     /* The layout is a function of the geometry: any other offsets were not written by us. */
     if (object.size != l.size || slots != offset + l.slots || states != offset + l.states ||
-        data != offset + l.data || holders != offset + l.holders || shared->stride != l.stride ||
-        l.size > r->size - offset)
+        holders != offset + l.holders || data != offset + l.data || stride != l.stride ||
+        !pyshm_region_contains(r, offset, l.size))
         return -PYSHM_ECORRUPT;
-    fill_handle(r, offset, count, elt_size, (uint32_t)flags, &l, out);
+    memset(out, 0, sizeof(*out));
+    out->offset = offset;
+    out->count = count;
+    out->elt_size = elt_size;
+    out->stride = l.stride;
+    out->flags = (uint32_t)flags;
+    out->data_offset = offset + l.data;
+    out->data = r->base + offset + l.data;
+    out->states = (pyshm_atomic64 *)(r->base + offset + l.states);
+    out->holders = (pyshm_atomic64 *)(r->base + offset + l.holders);
+    pyshm_queue_init(&out->free_queue, &shared->free_queue, (struct pyshm_ring_slot *)(r->base + offset + l.slots),
+                     count, 1, offset + offsetof(struct pyshm_pool_shared, free_queue));
     return 0;
 }
 
-int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, uint64_t gen,
-                           enum pyshm_block_kind to)
+uint64_t pyshm_pool_touched(const struct pyshm_pool *p)
+{
+    /* The first lap of the free queue hands out blocks 0, 1, 2, ... and every block put
+     * back was handed out before: no block at or past the consumers' head was ever out. */
+    uint64_t head = pyshm_ring_head(&p->free_queue.ring, PYSHM_RING_DEQ, memory_order_acquire);
+    return head < p->count ? head : p->count;
+}
+
+int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, uint64_t gen, enum pyshm_block_kind to)
 {
     uint64_t expected = pyshm_block_state(gen, from);
     /* S1: acq_rel, see mempool.h. */
@@ -139,7 +121,8 @@ int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, ui
     return -PYSHM_ESTALE;
 }
 
-int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_block_kind from, uint64_t *gen)
+int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_block_kind from, uint64_t holder,
+                     uint64_t *gen)
 {
     if (index >= p->count)
         return -PYSHM_ECORRUPT;
@@ -149,7 +132,7 @@ int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_bloc
         return -PYSHM_ECORRUPT;
     uint64_t g = pyshm_block_gen_of(state);
     /* S2: the holder word first; the release CAS below publishes it with the state. */
-    atomic_store_explicit(&p->holders[index], pyshm_holder_self(), memory_order_relaxed);
+    atomic_store_explicit(&p->holders[index], holder, memory_order_relaxed);
     PYSHM_FAULT("block.take.holder");
     if (pyshm_block_transition(&p->states[index], from, g, PYSHM_BLOCK_HELD) < 0)
         return -PYSHM_ECORRUPT;
@@ -158,132 +141,148 @@ int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_bloc
     return 0;
 }
 
-/* A block index fresh out of the free queue: FREE -> HELD at the next generation. */
-static int take_free_block(const struct pyshm_pool *p, uint64_t idx, uint64_t *gen)
+int64_t pyshm_blocks_take(const struct pyshm_queue *q, struct pyshm_member *m, uint64_t max,
+                          enum pyshm_block_kind from, pyshm_block_resolver resolve, void *resolve_ctx,
+                          pyshm_queue_check check, void *check_ctx, struct pyshm_block *blocks)
 {
-    return pyshm_block_take(p, idx, PYSHM_BLOCK_FREE, gen);
+    if (max > q->ring.capacity)
+        max = q->ring.capacity;
+    for (uint64_t rounds = 0; rounds <= q->ring.capacity; rounds++) {
+        uint64_t pos;
+        int64_t n = pyshm_queue_claim(q, m, PYSHM_RING_DEQ, 1, max, &pos, check, check_ctx);
+        if (n < 0)
+            return n;
+        uint64_t holes = 0, taken = 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t value = pyshm_queue_value(q, pos + (uint64_t)i);
+            if (value == PYSHM_QUEUE_HOLE) {
+                holes++;
+                continue;
+            }
+            const struct pyshm_pool *pool;
+            uint64_t index;
+            if (resolve(resolve_ctx, value, &pool, &index) == 0) {
+                blocks[taken].pool = pool;
+                blocks[taken].index = index;
+                taken++;
+            }
+        }
+        /* Raised before the takes: an upper bound at every instant (member.h). */
+        pyshm_member_held_add(m, (int64_t)taken);
+        uint64_t kept = 0;
+        for (uint64_t i = 0; i < taken; i++)
+            if (pyshm_block_take(blocks[i].pool, blocks[i].index, from, m->holder, &blocks[i].gen) == 0)
+                blocks[kept++] = blocks[i];
+        if (kept < taken)
+            pyshm_member_held_add(m, -(int64_t)(taken - kept));
+        /* Taken before released: a block is in a slot or on record as held, always. */
+        for (int64_t i = 0; i < n; i++)
+            pyshm_queue_release(q, pos + (uint64_t)i);
+        pyshm_queue_finish(q, m, PYSHM_RING_DEQ);
+        if (kept > 0)
+            return (int64_t)kept;
+        if (holes < (uint64_t)n)
+            return -PYSHM_ECORRUPT; /* only garbage: dropped, so the queue goes on */
+        /* Only holes (positions of dead producers): passed over, look again. */
+    }
+    return -PYSHM_ECORRUPT;
 }
 
-/* Blocks are taken before their queue slots are released (ring.h, claim then finish),
- * so a block is always either in a slot or held by someone on record (repair.h). */
-int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen)
+int pyshm_block_check_held(const struct pyshm_pool *p, uint64_t index, uint64_t gen, uint64_t holder)
 {
+    if (index >= p->count)
+        return -EINVAL;
+    /* S2 acquire: the holder word of the generation read. */
+    uint64_t state = atomic_load_explicit(&p->states[index], memory_order_acquire);
+    if (state != pyshm_block_state(gen, PYSHM_BLOCK_HELD))
+        return -PYSHM_ESTALE;
+    if (atomic_load_explicit(&p->holders[index], memory_order_relaxed) != holder)
+        return -PYSHM_ENOTYOURS;
+    return 0;
+}
+
+int pyshm_blocks_hand_over(const struct pyshm_queue *q, struct pyshm_member *m, const struct pyshm_block *blocks,
+                           uint64_t n, enum pyshm_block_kind to, int by_offset)
+{
+    if (n == 0)
+        return 0;
+    if (n > q->ring.capacity)
+        return -PYSHM_EFULL;
+    /* Everything that can refuse, before anything moves. Only the holder changes a HELD
+     * block, so what is checked here still holds at the CASes below. */
+    for (uint64_t i = 0; i < n; i++) {
+        int rc = pyshm_block_check_held(blocks[i].pool, blocks[i].index, blocks[i].gen, m->holder);
+        if (rc < 0)
+            return rc;
+    }
     uint64_t pos;
-    int rc = pyshm_ring_claim(&p->free_queue, (p->flags & PYSHM_MEMPOOL_F_SC_GET) != 0, &pos, index, NULL, NULL);
-    if (rc < 0)
-        return rc;
-    rc = take_free_block(p, *index, gen);
-    pyshm_ring_finish(&p->free_queue, pos, 1); /* a garbage index is dropped */
+    int64_t claimed = pyshm_queue_claim(q, m, PYSHM_RING_ENQ, n, n, &pos, NULL, NULL);
+    if (claimed < 0)
+        return (int)claimed;
+    /* Staged first: from here on each position names its block (ring.h). */
+    for (uint64_t i = 0; i < n; i++) {
+        const struct pyshm_block *b = &blocks[i];
+        pyshm_queue_stage(q, pos + i, by_offset ? pyshm_pool_block_offset(b->pool, b->index) : b->index);
+    }
+    int rc = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        const struct pyshm_block *b = &blocks[i];
+        if (pyshm_block_transition(&b->pool->states[b->index], PYSHM_BLOCK_HELD, b->gen, to) < 0) {
+            /* Changed under us: only a faulty process does that. The slot carries nothing. */
+            pyshm_queue_stage(q, pos + i, PYSHM_QUEUE_HOLE);
+            rc = -PYSHM_ECORRUPT;
+        }
+        PYSHM_FAULT("block.give.done");
+    }
+    /* Lowered after the CASes: an upper bound at every instant (member.h). */
+    pyshm_member_held_add(m, -(int64_t)n);
+    for (uint64_t i = 0; i < n; i++)
+        pyshm_queue_publish(q, pos + i);
+    pyshm_queue_finish(q, m, PYSHM_RING_ENQ);
     return rc;
 }
 
-int64_t pyshm_pool_get_burst(const struct pyshm_pool *p, uint64_t *indices, uint64_t *gens, uint64_t max)
+/* Values of a pool's own free queue are block indices. */
+static int resolve_index(void *ctx, uint64_t value, const struct pyshm_pool **pool, uint64_t *index)
+{
+    *pool = ctx;
+    *index = value;
+    return 0;
+}
+
+int64_t pyshm_pool_get(const struct pyshm_pool *p, struct pyshm_member *m, struct pyshm_block *blocks, uint64_t max)
 {
     if (max == 0)
         return 0;
-    uint64_t pos;
-    int64_t n = pyshm_ring_claim_burst(&p->free_queue, &pos, indices, max);
-    if (n <= 0)
-        return n;
-    int64_t taken = 0;
-    for (int64_t i = 0; i < n; i++) {
-        /* Holes are passed over, garbage indices dropped; the valid blocks are handed out
-         * (a claim is never only holes: ring.h). */
-        if (indices[i] != PYSHM_RING_HOLE && take_free_block(p, indices[i], &gens[taken]) == 0)
-            indices[taken++] = indices[i];
-    }
-    pyshm_ring_finish(&p->free_queue, pos, (uint64_t)n);
-    return taken > 0 ? taken : -PYSHM_ECORRUPT;
+    return pyshm_blocks_take(&p->free_queue, m, max, PYSHM_BLOCK_FREE, resolve_index, (void *)p, NULL, NULL, blocks);
 }
 
-/* Undo HELD -> FREE for the first n blocks; their generations move on by two. */
-static void hold_again(const struct pyshm_pool *p, const uint64_t *indices, uint64_t *gens, uint64_t n)
+int pyshm_pool_put(const struct pyshm_pool *p, struct pyshm_member *m, const struct pyshm_block *blocks, uint64_t n,
+                   uint64_t patience_ns)
 {
     for (uint64_t i = 0; i < n; i++)
-        if (pyshm_block_transition(&p->states[indices[i]], PYSHM_BLOCK_FREE, gens[i] + 1, PYSHM_BLOCK_HELD) == 0)
-            gens[i] += 2;
-}
-
-int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, uint64_t *gens, uint64_t n)
-{
-    uint64_t freed = 0;
-    int rc = 0;
-    for (; freed < n; freed++) {
-        if (indices[freed] >= p->count) {
-            rc = -EINVAL;
-            break;
-        }
-        rc = pyshm_block_transition(&p->states[indices[freed]], PYSHM_BLOCK_HELD, gens[freed], PYSHM_BLOCK_FREE);
-        if (rc < 0)
-            break;
-        PYSHM_FAULT("pool.put.freed");
-    }
-    if (rc < 0) {
-        hold_again(p, indices, gens, freed);
-        return rc;
-    }
+        if (blocks[i].pool != p && blocks[i].pool->offset != p->offset)
+            return -EINVAL;
     /*
      * The free queue has a slot for every block, yet it can read as full for a moment: a
      * slot we need may still be in the hands of a get() that claimed it and has not yet
-     * released it (a few instructions, longer if that process was descheduled). Give it
-     * a bounded number of chances, yielding the CPU, then undo and report.
+     * released it (a few instructions, longer if that process was descheduled, for ever
+     * if it died: repair). Give it some chances, yielding the CPU, then report.
      */
     uint64_t deadline = 0;
     for (unsigned attempt = 0;; attempt++) {
-        if (n == 1)
-            rc = (p->flags & PYSHM_MEMPOOL_F_SP_PUT) ? pyshm_ring_enqueue_sp(&p->free_queue, indices[0])
-                                                      : pyshm_ring_enqueue_mp(&p->free_queue, indices[0]);
-        else
-            rc = pyshm_ring_enqueue_burst(&p->free_queue, indices, n);
-        if (rc == 0) {
-            pyshm_wait_notify(&p->free_queue.counters->not_empty);
-            return 0;
-        }
+        int rc = pyshm_blocks_hand_over(&p->free_queue, m, blocks, n, PYSHM_BLOCK_FREE, 0);
         if (rc != -PYSHM_EFULL)
             return rc;
         if (attempt < 16)
             continue;
-        /* A bound in time, not in attempts: with other processes runnable, one yield
-         * can cost a whole time slice. */
+        /* A bound in time, not in attempts: with other processes runnable, one yield can
+         * cost a whole time slice. */
         uint64_t now = pyshm_now_ns();
         if (attempt == 16)
-            deadline = now + PYSHM_PUT_PATIENCE_MS * UINT64_C(1000000);
+            deadline = now + patience_ns;
         else if (now >= deadline)
-            break;
+            return -EAGAIN;
         sched_yield();
     }
-    hold_again(p, indices, gens, n);
-    return -EAGAIN;
-}
-
-int64_t pyshm_pool_reclaim(const struct pyshm_pool *p)
-{
-    int64_t freed = 0;
-    uint64_t gone_holder = 0; /* the last holder found gone: blocks come in runs */
-    for (uint64_t i = 0; i < p->count; i++) {
-        /* S2 acquire: pairs with the release CAS in pyshm_block_take. */
-        uint64_t state = atomic_load_explicit(&p->states[i], memory_order_acquire);
-        if (pyshm_block_kind_of(state) != PYSHM_BLOCK_HELD)
-            continue;
-        uint64_t holder = atomic_load_explicit(&p->holders[i], memory_order_relaxed);
-        /* 0 means nobody recorded a holder: never reclaim on a guess. */
-        if (holder == 0 || (holder != gone_holder && !pyshm_holder_is_gone(holder)))
-            continue;
-        gone_holder = holder;
-        /* The CAS fails if the block changed hands since we looked: then it is not ours. */
-        uint64_t gen = pyshm_block_gen_of(state);
-        int rc = pyshm_pool_put(p, i, &gen);
-        if (rc == 0)
-            freed++;
-        else if (rc == -EAGAIN)
-            return freed; /* the free queue will not take it now; a later call goes on */
-        else if (rc != -PYSHM_ESTALE)
-            return rc;
-    }
-    return freed;
-}
-
-int pyshm_pool_put(const struct pyshm_pool *p, uint64_t index, uint64_t *held_gen)
-{
-    return pyshm_pool_put_burst(p, &index, held_gen, 1);
 }

@@ -1,41 +1,58 @@
 /*
- * mempool.h - fixed-size blocks carved from a region, and the state of every block.
+ * mempool.h - fixed-size blocks carved from a region, the state of every block, and the
+ * two moves every block makes: out of a queue into a process's hands (take) and from a
+ * process's hands into a queue (hand over). A pool's free queue and a Ring (block_ring.h)
+ * both move blocks with these two.
  *
  * A pool object in the region:
  *
  *   struct pyshm_pool_shared     object header, geometry, free-queue counters
- *   free-queue slots             count x struct pyshm_ring_slot (a ring.h FIFO of indices)
+ *   free-queue slots             count x struct pyshm_ring_slot (a queue.h FIFO of indices)
  *   block states                 count x 64-bit state word
- *   block holders                count x 64-bit holder word (process.h)
+ *   block holders                count x 64-bit holder word (member.h)
  *   block data                   count x stride bytes, 64-byte aligned
  *
- * Free blocks wait in a ring.h FIFO of block indices, so get() hands out the block that
- * has been free longest and put() queues a block at the back.
+ * Zero-filled, all of this is a full pool: the free queue starts full (ring.h,
+ * start_full: slot i holds block i), every state is FREE at generation 0, no holder.
+ * Creating a pool writes its header and nothing else, and a block's memory is touched
+ * only once the block is used. Blocks are handed out in index order until every block
+ * has been out once, so the blocks below pyshm_pool_touched are the only ones a scan
+ * ever needs to look at.
+ *
+ * Free blocks wait in the free queue, so get() hands out the block that has been free
+ * longest and put() queues a block at the back.
  *
  * Each block's state word lives in shared memory so misuse is caught across processes:
  *
  *   state = generation << 2 | kind,  kind in { FREE, HELD, IN_RING }
  *
  * Every change of owner is one CAS from (kind, gen) to (next kind, gen + 1). A holder
- * remembers the generation at which it got the block; a put or enqueue from a stale copy
- * of a view (a fork child's, say) names an old generation, its CAS fails, and the call
- * reports -PYSHM_ESTALE instead of freeing a block someone else now holds. The
+ * remembers the generation at which it got the block; a hand-over from a stale copy of a
+ * view names an old generation and is refused (-PYSHM_ESTALE) before anything moves. The
  * generation has 62 bits: it cannot wrap in practice.
  *
- * Who holds a HELD block is recorded in its holder word, written by the taker before its
- * CAS to HELD, so whoever sees the state HELD at generation g also sees the holder of g.
- * pyshm_pool_reclaim frees the HELD blocks whose holder process is gone.
+ * Who holds a HELD block is recorded in its holder word: the holder word of the member
+ * (member.h) that took it, written by the taker before its CAS to HELD. A hand-over is
+ * refused (-PYSHM_ENOTYOURS) unless the block is HELD at the generation given and its
+ * holder is the actor handing it over, so a fork child cannot give back its parent's
+ * block. Repair returns the blocks held under a dead member's holder word (repair.h).
+ *
+ * Take (a consumer of a queue):   claim positions, then for each block: holder word,
+ *                                 CAS to HELD; then release the slots. A block is thus in a
+ *                                 slot or on record as HELD by its taker at every instant.
+ * Hand over (a producer):         check every block, claim positions, stage each value
+ *                                 (ring.h), CAS each block to FREE or IN_RING, publish
+ *                                 each. A producer killed after its claim leaves each
+ *                                 position unstaged (its block still HELD by it) or staged
+ *                                 (the block named in the slot): a repairer can finish
+ *                                 either without scanning anything.
  *
  *   label  release                                   acquire
  *   S1     every state CAS is acq_rel: a process that wins the CAS for (kind, gen) sees
- *          everything the previous owner did before its own CAS to (kind, gen).
- *          Block bytes themselves travel with the ring that carries the block (ring.h R1).
- *   S2     holder store, then the CAS to HELD         reclaim: acquire load of the state,
+ *          everything the previous owner did before its own CAS to (kind, gen). Block
+ *          bytes themselves travel with the queue that carries the block (ring.h R1).
+ *   S2     holder store, then the CAS to HELD         repair: acquire load of the state,
  *          (release)                                  then the holder word
- *
- * What reclaim alone cannot see: a block a process was queueing when it died (FREE or
- * IN_RING, in no slot), or one in a slot the dead process claimed. repair.h covers
- * those, and runs reclaim last.
  */
 #ifndef PYSHM_CORE_MEMPOOL_H
 #define PYSHM_CORE_MEMPOOL_H
@@ -45,25 +62,22 @@
 #include <stdint.h>
 
 #include "atomics.h"
-#include "object.h"
-#include "ring.h"
+#include "layout.h"
+#include "member.h"
+#include "queue.h"
 
 struct pyshm_region;
 
-#define PYSHM_MEMPOOL_F_SP_PUT 1u /* one process at a time puts: uncontended free queue tail */
-#define PYSHM_MEMPOOL_F_SC_GET 2u /* one process at a time gets */
+/* Accepted and kept for compatibility: promises about the caller's calls. The library
+ * itself also puts into every pool (repair, drain), so no path relies on them. */
+#define PYSHM_MEMPOOL_F_SP_PUT 1u
+#define PYSHM_MEMPOOL_F_SC_GET 2u
 #define PYSHM_MEMPOOL_FLAGS (PYSHM_MEMPOOL_F_SP_PUT | PYSHM_MEMPOOL_F_SC_GET)
 
 enum pyshm_block_kind { PYSHM_BLOCK_FREE = 0, PYSHM_BLOCK_HELD = 1, PYSHM_BLOCK_IN_RING = 2 };
 
-static inline uint64_t pyshm_block_state(uint64_t gen, enum pyshm_block_kind kind)
-{
-    return gen << 2 | (uint64_t)kind;
-}
-static inline enum pyshm_block_kind pyshm_block_kind_of(uint64_t state)
-{
-    return (enum pyshm_block_kind)(state & 3u);
-}
+static inline uint64_t pyshm_block_state(uint64_t gen, enum pyshm_block_kind kind) { return gen << 2 | (uint64_t)kind; }
+static inline enum pyshm_block_kind pyshm_block_kind_of(uint64_t state) { return (enum pyshm_block_kind)(state & 3u); }
 static inline uint64_t pyshm_block_gen_of(uint64_t state) { return state >> 2; }
 
 /* Largest pool accepted: keeps every size computation far from 64-bit overflow. */
@@ -77,20 +91,21 @@ struct pyshm_pool_shared {
     uint64_t elt_size;
     uint64_t stride;
     uint64_t flags;
-    uint64_t slots_offset;  /* region offsets */
+    uint64_t slots_offset; /* region offsets */
     uint64_t states_offset;
-    uint64_t data_offset;
     uint64_t holders_offset;
-    struct pyshm_ring_counters free_queue;
+    uint64_t data_offset;
+    uint64_t reserved[8];
+    struct pyshm_queue_shared free_queue;
 };
-_Static_assert(sizeof(struct pyshm_pool_shared) == 320, "pool header layout");
+_Static_assert(sizeof(struct pyshm_pool_shared) == 384, "pool header layout");
 _Static_assert(offsetof(struct pyshm_pool_shared, free_queue) % PYSHM_CACHE_LINE == 0,
                "free-queue counters must be cache-line aligned");
 
 /* Process-local handle: geometry validated once, the only copy hot paths read. */
 struct pyshm_pool {
     uint64_t offset; /* of the pool object in the region */
-    size_t slot;     /* in the region handle's pool table, once added */
+    size_t slot;     /* in the pool table (pool_table.h), once added */
     uint64_t count;
     uint64_t elt_size;
     uint64_t stride;
@@ -99,55 +114,30 @@ struct pyshm_pool {
     uint8_t *data;
     pyshm_atomic64 *states;
     pyshm_atomic64 *holders;
-    struct pyshm_ring free_queue;
+    struct pyshm_queue free_queue;
+};
+
+/* A block and the generation it is (to be) held at. */
+struct pyshm_block {
+    const struct pyshm_pool *pool;
+    uint64_t index;
+    uint64_t gen;
 };
 
 /* Bytes a pool object of this geometry occupies. 0 or -EINVAL. */
 int pyshm_pool_footprint(uint64_t count, uint64_t elt_size, uint64_t *bytes);
 
-/* Carve, build and publish a pool, named (`name` up to PYSHM_NAME_MAX bytes) or not
- * (NULL or ""). 0, -EINVAL, -EEXIST (name taken), -ENOSPC (region too small), -ENOMEM. */
-int pyshm_pool_create(struct pyshm_region *r, uint64_t count, uint64_t elt_size, uint32_t flags,
-                      const char *name, struct pyshm_pool *out);
+/* Carve a pool, write its header and publish it, named (`name` up to PYSHM_NAME_MAX bytes)
+ * or not (NULL or ""): 0 with *offset set, -EINVAL, -EEXIST (name taken), -ENOSPC. The
+ * caller validates it like any other (pyshm_pool_attach) to get a handle. */
+int pyshm_pool_create(struct pyshm_region *r, uint64_t count, uint64_t elt_size, uint32_t flags, const char *name,
+                      uint64_t *offset);
 
 /* Validate the pool object at `offset` and fill a handle. 0 or -PYSHM_ECORRUPT. */
 int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pyshm_pool *out);
 
-/* Take the oldest free block: 0 with *index and *gen (the generation it is held at),
- * -PYSHM_EEMPTY, or -PYSHM_ECORRUPT. */
-int pyshm_pool_get(const struct pyshm_pool *p, uint64_t *index, uint64_t *gen);
-
-/* Take 1 to max of the oldest free blocks: the number taken, -PYSHM_EEMPTY, or
- * -PYSHM_ECORRUPT. indices[] and gens[] receive them. */
-int64_t pyshm_pool_get_burst(const struct pyshm_pool *p, uint64_t *indices, uint64_t *gens, uint64_t max);
-
-/* Return n blocks, all or none: 0, -EINVAL (an index out of range), -PYSHM_ESTALE (one
- * was not held at its generation), -PYSHM_ECORRUPT, or -EAGAIN as for pyshm_pool_put.
- * On failure none is returned; the blocks whose hand-back was undone are held at a
- * generation two further on, written back to gens[]. */
-int pyshm_pool_put_burst(const struct pyshm_pool *p, const uint64_t *indices, uint64_t *gens, uint64_t n);
-
-/*
- * Return a block held at *held_gen: 0, -PYSHM_ESTALE (not held at that generation: a
- * double put), -PYSHM_ECORRUPT, or -EAGAIN: the free queue stayed blocked by a get()
- * that did not finish within 200 ms (a process stopped or killed mid-call); the block is still held by the
- * caller, at the generation now in *held_gen.
- */
-int pyshm_pool_put(const struct pyshm_pool *p, uint64_t index, uint64_t *held_gen);
-
-/* Free every HELD block whose holder process is gone. Returns how many went back to the
- * free queue, or -PYSHM_ECORRUPT. Blocks in a ring are left alone: still deliverable.
- * A block with no recorded holder (word 0) is never freed. If the free queue refuses a
- * block (it reads full: corrupt counters), the scan stops and returns the count so far. */
-int64_t pyshm_pool_reclaim(const struct pyshm_pool *p);
-
-/* Take a block that has just left a queue: record this process as its holder, then move
- * its state from (from, *gen) to (HELD, *gen + 1). 0 or -PYSHM_ECORRUPT. */
-int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_block_kind from, uint64_t *gen);
-
-/* Move a block's state from (from, gen) to (to, gen + 1). 0 or -PYSHM_ESTALE. */
-int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, uint64_t gen,
-                           enum pyshm_block_kind to);
+/* Blocks below this index are the only ones ever handed out so far (at most count). */
+uint64_t pyshm_pool_touched(const struct pyshm_pool *p);
 
 static inline uint64_t pyshm_pool_block_offset(const struct pyshm_pool *p, uint64_t index)
 {
@@ -155,9 +145,57 @@ static inline uint64_t pyshm_pool_block_offset(const struct pyshm_pool *p, uint6
 }
 
 /* Blocks waiting in the free queue, as seen at one instant. */
-static inline uint64_t pyshm_pool_free_count(const struct pyshm_pool *p)
-{
-    return pyshm_ring_count(&p->free_queue);
-}
+static inline uint64_t pyshm_pool_free_count(const struct pyshm_pool *p) { return pyshm_queue_count(&p->free_queue); }
+
+/* Take 1 to max of the oldest free blocks for m: the number taken (blocks[] filled),
+ * -PYSHM_EEMPTY, or -PYSHM_ECORRUPT. */
+int64_t pyshm_pool_get(const struct pyshm_pool *p, struct pyshm_member *m, struct pyshm_block *blocks, uint64_t max);
+
+/* Give n blocks held by m back to the end of the free queue, all or none: 0,
+ * -EINVAL (an index out of range or a block of another pool), -PYSHM_ESTALE (not held
+ * at its generation), -PYSHM_ENOTYOURS (held by another member), -PYSHM_ECORRUPT, or
+ * -EAGAIN: the free queue stayed blocked (by a get that did not finish within
+ * `patience_ns`: a process stopped or killed mid-call); the blocks are still m's. */
+int pyshm_pool_put(const struct pyshm_pool *p, struct pyshm_member *m, const struct pyshm_block *blocks, uint64_t n,
+                   uint64_t patience_ns);
+
+/* ---- the two moves (used by pools, rings and repair) ------------------------------------ */
+
+/* Maps a value read from a queue to a block: 0, or non-zero for a value that names no
+ * block (it is dropped). */
+typedef int (*pyshm_block_resolver)(void *ctx, uint64_t value, const struct pyshm_pool **pool, uint64_t *index);
+
+/*
+ * Take 1 to max blocks out of q for m (max <= q's capacity): each must be in state
+ * `from`. Values that are holes are passed over, values that name no block in state
+ * `from` are dropped. Returns how many were taken (blocks[] filled), -PYSHM_EEMPTY
+ * (nothing ready, or `check` refused the first value), or -PYSHM_ECORRUPT (everything
+ * claimed was dropped, or the counters are garbage).
+ */
+int64_t pyshm_blocks_take(const struct pyshm_queue *q, struct pyshm_member *m, uint64_t max,
+                          enum pyshm_block_kind from, pyshm_block_resolver resolve, void *resolve_ctx,
+                          pyshm_queue_check check, void *check_ctx, struct pyshm_block *blocks);
+
+/* Take block `index` of p, just claimed from a queue where it was in state `from`, for
+ * the member whose holder word is `holder`: 0 with *gen (the generation now held), or
+ * -PYSHM_ECORRUPT (it was not in state `from`). */
+int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_block_kind from, uint64_t holder,
+                     uint64_t *gen);
+
+/*
+ * Hand n blocks held by m over to q, all or none, in order, moving each to `to`; q
+ * carries each as its index (by_offset 0: a pool's own free queue) or its region offset
+ * (1: a Ring). 0, -PYSHM_EFULL (fewer than n free slots: nothing moved), and the errors
+ * of pyshm_pool_put but -EAGAIN.
+ */
+int pyshm_blocks_hand_over(const struct pyshm_queue *q, struct pyshm_member *m, const struct pyshm_block *blocks,
+                           uint64_t n, enum pyshm_block_kind to, int by_offset);
+
+/* Whether block `index` of p is HELD at generation gen by the member whose holder word is
+ * `holder`: 0, -PYSHM_ESTALE, -PYSHM_ENOTYOURS or -EINVAL. */
+int pyshm_block_check_held(const struct pyshm_pool *p, uint64_t index, uint64_t gen, uint64_t holder);
+
+/* Move a block's state from (from, gen) to (to, gen + 1). 0 or -PYSHM_ESTALE. */
+int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, uint64_t gen, enum pyshm_block_kind to);
 
 #endif

@@ -1,69 +1,56 @@
-/* repair.c - finishing or undoing the queue steps of processes that died mid-operation. */
+/* repair.c - finishing or undoing what dead members left, acting for them (repair.h). */
 #include "repair.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "announce.h"
 #include "block_ring.h"
+#include "errors.h"
+#include "fault.h"
 #include "mempool.h"
-#include "process.h"
-#include "region.h"
-#include "ring.h"
+#include "member.h"
+#include "queue.h"
+#include "space.h"
 
-/* Attempts at putting an orphaned free block back into a free queue that reads full
- * (holes may fill it until consumers pass them). */
-#define ORPHAN_ENQUEUE_ATTEMPTS 1000u
+/* How long a repair waits for a free queue held up by a live process's unfinished get. */
+#define REPAIR_PATIENCE_NS UINT64_C(200000000)
+/* Blocks put back per claim. */
+#define PUT_BURST 64
 
-/* Liveness of holder words, remembered for the length of one repair. */
-struct liveness {
-    uint64_t holder[16];
-    int gone[16];
-    unsigned next;
-};
-
-static int is_gone(struct liveness *l, uint64_t holder)
-{
-    if (holder == 0)
-        return 0;
-    for (unsigned i = 0; i < 16; i++)
-        if (l->holder[i] == holder)
-            return l->gone[i];
-    unsigned i = l->next++ % 16;
-    l->holder[i] = holder;
-    l->gone[i] = pyshm_holder_is_gone(holder);
-    return l->gone[i];
-}
-
-/* A queue of the region: a pool's free queue (pool set) or a block ring (pool NULL). */
+/* A queue of the region: a pool's free queue (pool set) or a Ring's (pool NULL). */
 struct queue_ref {
-    struct pyshm_ring ring; /* a copy whose operations announce nothing */
+    struct pyshm_queue queue;
     const struct pyshm_pool *pool;
 };
 
-struct repair {
-    struct pyshm_region *r;
-    struct pyshm_announce_table *t;
-    struct pyshm_repair_report *report;
-    struct liveness live;
-    uint64_t owner[PYSHM_ANNOUNCE_ENTRIES]; /* each entry's owner when the repair began */
-    int owner_gone[PYSHM_ANNOUNCE_ENTRIES];
-    struct queue_ref *queues;
-    size_t queue_count, queue_capacity;
+/* A dead member being repaired, and the blocks it holds. */
+struct dead {
+    uint32_t index;
+    uint64_t owner;
+    struct pyshm_member actor;
+    struct pyshm_block *held;
+    size_t held_count, held_capacity;
+    uint64_t *staged; /* block indices staged in its claim on a free queue: not to fill with */
+    size_t staged_count;
+    int blocked; /* something could not be repaired now: keep the entry for later */
 };
 
-/* Put a block this process holds back into its pool, announcing nothing. */
-static void put_back(struct repair *rp, const struct pyshm_pool *pool, uint64_t index, uint64_t gen)
-{
-    struct pyshm_pool quiet = *pool;
-    quiet.free_queue.announcer = NULL;
-    if (pyshm_pool_put(&quiet, index, &gen) == 0)
-        rp->report->returned++;
-}
+struct repair {
+    struct pyshm_space *s;
+    struct pyshm_repair_report *report;
+    struct queue_ref *queues;
+    size_t queue_count, queue_capacity;
+    struct dead dead[PYSHM_MEMBER_ENTRIES];
+    size_t dead_count;
+    uint8_t is_dead[PYSHM_MEMBER_ENTRIES];
+    struct dead *current; /* whose claims are being repaired */
+    int failed;           /* -ENOMEM on the way */
+};
 
-static int add_queue(struct repair *rp, const struct pyshm_ring *ring, const struct pyshm_pool *pool)
+/* ---- the region's queues ---------------------------------------------------------------- */
+
+static int add_queue(struct repair *rp, const struct pyshm_queue *q, const struct pyshm_pool *pool)
 {
     if (rp->queue_count == rp->queue_capacity) {
         size_t capacity = rp->queue_capacity ? 2 * rp->queue_capacity : 16;
@@ -73,310 +60,362 @@ static int add_queue(struct repair *rp, const struct pyshm_ring *ring, const str
         rp->queues = grown;
         rp->queue_capacity = capacity;
     }
-    struct queue_ref *q = &rp->queues[rp->queue_count++];
-    q->ring = *ring;
-    q->ring.announcer = NULL;
-    q->pool = pool;
+    rp->queues[rp->queue_count].queue = *q;
+    rp->queues[rp->queue_count].pool = pool;
+    rp->queue_count++;
     return 0;
 }
 
 static int add_if_ring(void *ctx, uint64_t offset, const struct pyshm_object_header *obj)
 {
     struct repair *rp = ctx;
-    struct pyshm_block_ring q;
-    if (obj->kind == PYSHM_KIND_RING && pyshm_block_ring_attach(rp->r, offset, &q) == 0)
-        return add_queue(rp, &q.ring, NULL);
+    struct pyshm_block_ring ring;
+    if (obj->kind == PYSHM_KIND_RING && pyshm_block_ring_attach(&rp->s->region, offset, &ring) == 0)
+        return add_queue(rp, &ring.queue, NULL);
     return 0; /* a forged ring is skipped */
 }
 
 static int collect_queues(struct repair *rp)
 {
-    int rc = pyshm_region_add_new_pools(rp->r);
-    if (rc < 0)
-        return rc;
-    for (size_t i = 0; i < rp->r->pool_count; i++)
-        if ((rc = add_queue(rp, &rp->r->pools[i]->free_queue, rp->r->pools[i])) < 0)
-            return rc;
-    return pyshm_region_walk(rp->r, add_if_ring, rp);
+    struct pyshm_space *s = rp->s;
+    int rc = pyshm_pool_table_add_new(&s->pools, &s->region);
+    for (size_t i = 0; rc == 0 && i < s->pools.count; i++)
+        rc = add_queue(rp, &s->pools.pools[i]->free_queue, s->pools.pools[i]);
+    return rc < 0 ? rc : pyshm_region_walk(&s->region, add_if_ring, rp);
 }
 
-static struct queue_ref *queue_by_id(struct repair *rp, uint64_t id)
+static const struct queue_ref *queue_by_id(const struct repair *rp, uint64_t id)
 {
     for (size_t i = 0; i < rp->queue_count; i++)
-        if (rp->queues[i].ring.id == id)
+        if (rp->queues[i].queue.id == id)
             return &rp->queues[i];
     return NULL;
 }
 
-/* Whether a live process announces position pos of this queue and side. An entry
- * whose owner changed since the repair began counts as live. */
-static int announced_by_live(struct repair *rp, uint64_t what, uint64_t pos)
+static const struct queue_ref *ref_of(const struct repair *rp, const struct pyshm_queue *q)
 {
-    for (uint32_t j = 0; j < PYSHM_ANNOUNCE_ENTRIES; j++) {
-        struct pyshm_announce_entry *e = &rp->t->entry[j];
-        uint64_t owner = atomic_load_explicit(&e->owner, memory_order_relaxed);
-        if (owner == 0 || (owner == rp->owner[j] && rp->owner_gone[j]))
-            continue;
-        /* A2 acquire: pairs with the release clear, so a cleared entry's slot is finished. */
-        if (atomic_load_explicit(&e->what, memory_order_acquire) != what)
-            continue;
-        uint64_t first = atomic_load_explicit(&e->pos, memory_order_relaxed);
-        uint64_t n = atomic_load_explicit(&e->n, memory_order_relaxed);
-        if (pos - first < n)
-            return 1;
+    return queue_by_id(rp, q->id);
+}
+
+/* ---- dead members and their blocks ----------------------------------------------------- */
+
+static int hold(struct repair *rp, struct dead *d, const struct pyshm_pool *pool, uint64_t index, uint64_t gen)
+{
+    if (d->held_count == d->held_capacity) {
+        size_t capacity = d->held_capacity ? 2 * d->held_capacity : 64;
+        struct pyshm_block *grown = realloc(d->held, capacity * sizeof(*grown));
+        if (!grown) {
+            rp->failed = -ENOMEM;
+            return -ENOMEM;
+        }
+        d->held = grown;
+        d->held_capacity = capacity;
     }
+    d->held[d->held_count++] = (struct pyshm_block){pool, index, gen};
     return 0;
 }
 
-/* A position a gone producer claimed: publish a hole if it never published. */
-static void repair_enq(struct repair *rp, struct queue_ref *q, uint64_t pos)
+/* Forget a block from d's list (it moved on). */
+static void unhold(struct dead *d, const struct pyshm_pool *pool, uint64_t index)
 {
-    const struct pyshm_ring *ring = &q->ring;
-    /* A1 acquire: pairs with the release claim, so its announcement is visible. */
-    uint64_t enq = atomic_load_explicit(&ring->counters->enq_pos, memory_order_acquire);
-    struct pyshm_ring_slot *slot = pyshm_ring_slot_at(ring, pos);
-    if ((int64_t)(enq - pos) <= 0 ||
-        atomic_load_explicit(&slot->seq, memory_order_acquire) != pyshm_ring_seq_free(pos) ||
-        announced_by_live(rp, ring->id | PYSHM_ANNOUNCE_ENQ, pos))
-        return;
-    uint64_t expected = pyshm_ring_seq_free(pos);
-    if (atomic_load_explicit(&slot->seq, memory_order_acquire) != expected)
-        return;
-    atomic_store_explicit(&slot->value, PYSHM_RING_HOLE, memory_order_relaxed);
-    /* R1 release, as a publish. */
-    if (atomic_compare_exchange_strong_explicit(&slot->seq, &expected, pyshm_ring_seq_full(pos),
-                                                memory_order_release, memory_order_relaxed)) {
-        rp->report->holes++;
-        pyshm_wait_notify(&ring->counters->not_empty);
-    }
-}
-
-/* A position a gone consumer claimed and never released: give back the block it did not
- * take, then release the slot. */
-static void repair_deq(struct repair *rp, struct queue_ref *q, uint64_t pos)
-{
-    const struct pyshm_ring *ring = &q->ring;
-    uint64_t deq = atomic_load_explicit(&ring->counters->deq_pos, memory_order_acquire); /* A1 */
-    struct pyshm_ring_slot *slot = pyshm_ring_slot_at(ring, pos);
-    uint64_t full = pyshm_ring_seq_full(pos);
-    if ((int64_t)(deq - pos) <= 0 || atomic_load_explicit(&slot->seq, memory_order_acquire) != full)
-        return;
-    uint64_t value = atomic_load_explicit(&slot->value, memory_order_relaxed);
-    if (announced_by_live(rp, ring->id | PYSHM_ANNOUNCE_DEQ, pos))
-        return;
-    /* The value read belongs to this lap only if the slot still reads full for it. */
-    atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != full)
-        return;
-    const struct pyshm_pool *pool = q->pool;
-    uint64_t index = value;
-    enum pyshm_block_kind queued = PYSHM_BLOCK_FREE;
-    if (!pool) {
-        queued = PYSHM_BLOCK_IN_RING;
-        if (value == PYSHM_RING_HOLE || pyshm_region_find_block(rp->r, value, &pool, &index) < 0)
-            pool = NULL;
-    }
-    uint64_t gen = 0;
-    int took = pool && index < pool->count &&
-               pyshm_block_kind_of(atomic_load_explicit(&pool->states[index], memory_order_acquire)) == queued &&
-               pyshm_block_take(pool, index, queued, &gen) == 0;
-    uint64_t expected = full;
-    /* R2 release, as a consumer's release. */
-    if (atomic_compare_exchange_strong_explicit(&slot->seq, &expected, pyshm_ring_seq_free(pos + ring->capacity),
-                                                memory_order_release, memory_order_relaxed)) {
-        rp->report->released++;
-        pyshm_wait_notify(&ring->counters->not_full);
-    }
-    if (took)
-        put_back(rp, pool, index, gen);
-}
-
-static void repair_slots(struct repair *rp)
-{
-    for (uint32_t j = 0; j < PYSHM_ANNOUNCE_ENTRIES; j++) {
-        if (!rp->owner_gone[j])
-            continue;
-        struct pyshm_announce_entry *e = &rp->t->entry[j];
-        uint64_t what = atomic_load_explicit(&e->what, memory_order_acquire);
-        uint64_t first = atomic_load_explicit(&e->pos, memory_order_relaxed);
-        uint64_t n = atomic_load_explicit(&e->n, memory_order_relaxed);
-        struct queue_ref *q = what ? queue_by_id(rp, what & ~(uint64_t)3) : NULL;
-        if (q && n <= q->ring.capacity) {
-            for (uint64_t i = 0; i < n; i++) {
-                if ((what & 3) == PYSHM_ANNOUNCE_ENQ)
-                    repair_enq(rp, q, first + i);
-                else if ((what & 3) == PYSHM_ANNOUNCE_DEQ)
-                    repair_deq(rp, q, first + i);
-            }
+    for (size_t i = 0; i < d->held_count; i++)
+        if (d->held[i].pool->offset == pool->offset && d->held[i].index == index) {
+            d->held[i] = d->held[--d->held_count];
+            return;
         }
-        atomic_store_explicit(&e->what, 0, memory_order_relaxed);
-        uint64_t owner = rp->owner[j];
-        if (atomic_compare_exchange_strong_explicit(&e->owner, &owner, 0, memory_order_release,
-                                                    memory_order_relaxed))
-            rp->report->entries++;
-    }
 }
 
-/* Step 2 of repair.h, for every pool the region handle knows. */
-static int return_orphans(struct repair *rp)
+/* Step 2: the blocks HELD under d's holder word. */
+static int scan_held(struct repair *rp, struct dead *d)
 {
-    size_t pools = rp->r->pool_count;
-    uint64_t **snapshot = calloc(pools ? pools : 1, sizeof(*snapshot));
-    uint8_t **present = calloc(pools ? pools : 1, sizeof(*present));
-    int rc = snapshot && present ? 0 : -ENOMEM;
-    /* Candidates: FREE or IN_RING, held last by a process that is gone. */
-    uint64_t candidates = 0;
-    for (size_t k = 0; k < pools && rc == 0; k++) {
-        const struct pyshm_pool *p = rp->r->pools[k];
-        snapshot[k] = malloc(p->count * sizeof(uint64_t));
-        present[k] = calloc(p->count, 1);
-        if (!snapshot[k] || !present[k]) {
-            rc = -ENOMEM;
-            break;
-        }
-        for (uint64_t i = 0; i < p->count; i++) {
+    if (atomic_load_explicit(&d->actor.entry->held, memory_order_relaxed) == 0)
+        return 0;
+    struct pyshm_pool_table *t = &rp->s->pools;
+    for (size_t k = 0; k < t->count; k++) {
+        const struct pyshm_pool *p = t->pools[k];
+        uint64_t touched = pyshm_pool_touched(p);
+        for (uint64_t i = 0; i < touched; i++) {
+            /* S2 acquire: pairs with the release CAS of a take; then the holder word. */
             uint64_t state = atomic_load_explicit(&p->states[i], memory_order_acquire);
-            enum pyshm_block_kind kind = pyshm_block_kind_of(state);
-            uint64_t holder = atomic_load_explicit(&p->holders[i], memory_order_relaxed);
-            int candidate = (kind == PYSHM_BLOCK_FREE || kind == PYSHM_BLOCK_IN_RING) && is_gone(&rp->live, holder);
-            snapshot[k][i] = candidate ? state : UINT64_MAX;
-            candidates += (uint64_t)candidate;
+            if (pyshm_block_kind_of(state) != PYSHM_BLOCK_HELD ||
+                atomic_load_explicit(&p->holders[i], memory_order_relaxed) != d->actor.holder)
+                continue;
+            if (hold(rp, d, p, i, pyshm_block_gen_of(state)) < 0)
+                return -ENOMEM;
         }
-    }
-    /* Which blocks sit in a queue slot (published, or claimed and not yet released). */
-    for (size_t qi = 0; qi < rp->queue_count && rc == 0 && candidates > 0; qi++) {
-        const struct pyshm_ring *ring = &rp->queues[qi].ring;
-        uint64_t enq = atomic_load_explicit(&ring->counters->enq_pos, memory_order_acquire);
-        for (uint64_t pos = enq - ring->capacity; pos != enq; pos++) {
-            struct pyshm_ring_slot *slot = pyshm_ring_slot_at(ring, pos);
-            if (atomic_load_explicit(&slot->seq, memory_order_acquire) != pyshm_ring_seq_full(pos))
-                continue;
-            uint64_t value = atomic_load_explicit(&slot->value, memory_order_relaxed);
-            const struct pyshm_pool *pool = rp->queues[qi].pool;
-            uint64_t index = value;
-            if (!pool && (value == PYSHM_RING_HOLE || pyshm_region_find_block(rp->r, value, &pool, &index) < 0))
-                continue;
-            if (pool->slot < pools && index < pool->count)
-                present[pool->slot][index] = 1;
-        }
-    }
-    /* A candidate in no slot whose state has not changed meanwhile goes back. */
-    for (size_t k = 0; k < pools && rc == 0 && candidates > 0; k++) {
-        const struct pyshm_pool *p = rp->r->pools[k];
-        for (uint64_t i = 0; i < p->count; i++) {
-            uint64_t state = snapshot[k][i];
-            if (state == UINT64_MAX || present[k][i] ||
-                atomic_load_explicit(&p->states[i], memory_order_acquire) != state)
-                continue;
-            if (pyshm_block_kind_of(state) == PYSHM_BLOCK_IN_RING) {
-                uint64_t gen = 0;
-                if (pyshm_block_take(p, i, PYSHM_BLOCK_IN_RING, &gen) == 0)
-                    put_back(rp, p, i, gen);
-                continue;
-            }
-            /* FREE: only its place in the free queue is missing. */
-            struct pyshm_ring quiet = p->free_queue;
-            quiet.announcer = NULL;
-            for (unsigned attempt = 0; attempt < ORPHAN_ENQUEUE_ATTEMPTS; attempt++) {
-                int erc = pyshm_ring_enqueue_mp(&quiet, i);
-                if (erc == 0) {
-                    rp->report->returned++;
-                    pyshm_wait_notify(&quiet.counters->not_empty);
-                    break;
-                }
-                if (erc != -PYSHM_EFULL)
-                    break;
-                sched_yield();
-            }
-        }
-    }
-    for (size_t k = 0; k < pools; k++) {
-        if (snapshot)
-            free(snapshot[k]);
-        if (present)
-            free(present[k]);
-    }
-    free(snapshot);
-    free(present);
-    return rc;
-}
-
-static int return_held(struct repair *rp)
-{
-    for (size_t k = 0; k < rp->r->pool_count; k++) {
-        struct pyshm_pool quiet = *rp->r->pools[k];
-        quiet.free_queue.announcer = NULL;
-        int64_t n = pyshm_pool_reclaim(&quiet);
-        if (n < 0)
-            return (int)n;
-        rp->report->returned += (uint64_t)n;
     }
     return 0;
 }
 
-static int lock(struct repair *rp, uint64_t self)
+/* Step 1. */
+static void find_dead(struct repair *rp)
 {
-    uint64_t holder = 0;
-    /* Acquire: sees what the previous repairer did before it unlocked. */
-    if (atomic_compare_exchange_strong_explicit(&rp->t->repair_lock, &holder, self, memory_order_acquire,
-                                                memory_order_relaxed))
-        return 0;
-    if (holder != self && pyshm_holder_is_gone(holder) &&
-        atomic_compare_exchange_strong_explicit(&rp->t->repair_lock, &holder, self, memory_order_acquire,
-                                                memory_order_relaxed))
-        return 0;
-    return -EBUSY;
+    struct pyshm_space *s = rp->s;
+    int self = pyshm_member_is_current(&s->self) ? (int)s->self.index : -1;
+    for (uint32_t i = 0; i < PYSHM_MEMBER_ENTRIES; i++) {
+        if ((int)i == self)
+            continue;
+        uint64_t owner = atomic_load_explicit(&s->members.table->entry[i].owner, memory_order_acquire);
+        if (!(owner & PYSHM_OWNER_OWNED))
+            continue;
+        /* An owner without a lock is judged by its identity; one with a lock is gone when
+         * its lock can be taken (the lock then also keeps joiners off the entry). */
+        if ((owner & PYSHM_OWNER_NOLOCK) && pyshm_member_alive(&s->members, i, owner))
+            continue;
+        uint64_t offset = pyshm_member_lock_offset(i);
+        if (pyshm_members_lock(&s->members, offset) != 0)
+            continue;
+        if (atomic_load_explicit(&s->members.table->entry[i].owner, memory_order_acquire) != owner) {
+            pyshm_members_unlock(&s->members, offset); /* left cleanly meanwhile */
+            continue;
+        }
+        struct dead *d = &rp->dead[rp->dead_count++];
+        memset(d, 0, sizeof(*d));
+        d->index = i;
+        d->owner = owner;
+        pyshm_member_act_for(&s->members, i, owner, &d->actor);
+        rp->is_dead[i] = 1;
+    }
 }
 
-/* Whether some entry of the table is owned by a process that is gone. */
-static int any_gone_owner(const struct pyshm_announce_table *t, uint64_t self)
+/* ---- step 3: claims, through queue.h's repair with these callbacks ---------------------- */
+
+/* Whether a live member announces position pos of q on `side`. */
+static int live_claim(void *ctx, const struct pyshm_queue *q, enum pyshm_announce_side side, uint64_t pos)
 {
-    struct liveness live = {{0}, {0}, 0};
-    for (uint32_t j = 0; j < PYSHM_ANNOUNCE_ENTRIES; j++) {
-        uint64_t owner = atomic_load_explicit(&t->entry[j].owner, memory_order_relaxed);
-        if (owner != 0 && owner != self && is_gone(&live, owner))
+    struct repair *rp = ctx;
+    for (uint32_t j = 0; j < PYSHM_MEMBER_ENTRIES; j++) {
+        if (rp->is_dead[j])
+            continue;
+        const struct pyshm_member_entry *e = &rp->s->members.table->entry[j];
+        if (!(atomic_load_explicit(&e->owner, memory_order_acquire) & PYSHM_OWNER_OWNED))
+            continue;
+        struct pyshm_announcement a;
+        if (!pyshm_member_read(e, &a, PYSHM_READ_LIVE))
+            return 1; /* mid-write all along: it could be claiming anything */
+        if (a.what == (q->id | (uint64_t)side) && pos - a.pos < a.n)
             return 1;
     }
     return 0;
 }
 
-int pyshm_region_repair(struct pyshm_region *r, int only_after_deaths, struct pyshm_repair_report *report)
+/* The block a queue's value names: 0, or -1 for none. */
+static int block_of(struct repair *rp, const struct queue_ref *ref, uint64_t value, const struct pyshm_pool **pool,
+                    uint64_t *index)
+{
+    if (ref->pool) {
+        *pool = ref->pool;
+        *index = value;
+        return value < ref->pool->count ? 0 : -1;
+    }
+    return pyshm_pool_table_find(&rp->s->pools, &rp->s->region, value, pool, index) == 0 ? 0 : -1;
+}
+
+/* An unstaged position of a dead producer: a free queue gets one of its held blocks of
+ * that pool (mempool.h: the CAS comes after staging, so one is there), a Ring a hole. */
+static int fill_position(void *ctx, const struct pyshm_queue *q, uint64_t pos, uint64_t *value)
+{
+    struct repair *rp = ctx;
+    struct dead *d = rp->current;
+    const struct queue_ref *ref = ref_of(rp, q);
+    (void)pos;
+    if (!ref || !ref->pool) {
+        rp->report->holes++;
+        return 1;
+    }
+    for (size_t i = 0; i < d->held_count; i++) {
+        if (d->held[i].pool->offset != ref->pool->offset)
+            continue;
+        /* Not one it staged at another position of this claim (still HELD: its CAS comes
+         * after staging), or the block would be queued twice. */
+        size_t k = 0;
+        while (k < d->staged_count && d->staged[k] != d->held[i].index)
+            k++;
+        if (k == d->staged_count) {
+            *value = d->held[i].index;
+            return 0;
+        }
+    }
+    rp->report->holes++;
+    return 1; /* it holds none: only a faulty process gets here */
+}
+
+/* A staged value: move its block to FREE (free queue) or IN_RING (Ring) unless the dead
+ * producer did. 0 to publish it, non-zero for a hole. */
+static int complete_position(void *ctx, const struct pyshm_queue *q, uint64_t value)
+{
+    struct repair *rp = ctx;
+    const struct queue_ref *ref = ref_of(rp, q);
+    const struct pyshm_pool *pool;
+    uint64_t index;
+    if (!ref || block_of(rp, ref, value, &pool, &index) < 0)
+        return 1;
+    enum pyshm_block_kind to = ref->pool ? PYSHM_BLOCK_FREE : PYSHM_BLOCK_IN_RING;
+    uint64_t state = atomic_load_explicit(&pool->states[index], memory_order_acquire);
+    if (pyshm_block_kind_of(state) == PYSHM_BLOCK_HELD &&
+        pyshm_block_transition(&pool->states[index], PYSHM_BLOCK_HELD, pyshm_block_gen_of(state), to) == 0)
+        state = pyshm_block_state(pyshm_block_gen_of(state) + 1, to);
+    if (pyshm_block_kind_of(state) != to)
+        return 1;
+    for (size_t k = 0; k < rp->dead_count; k++)
+        unhold(&rp->dead[k], pool, index);
+    rp->report->finished++;
+    return 0;
+}
+
+/* A dead consumer's claimed value: the block is the consumer's, taken for it if it had not
+ * done so yet (it then goes back to its pool with the rest of what it held). */
+static void take_position(void *ctx, const struct pyshm_queue *q, uint64_t value)
+{
+    struct repair *rp = ctx;
+    struct dead *d = rp->current;
+    const struct queue_ref *ref = ref_of(rp, q);
+    const struct pyshm_pool *pool;
+    uint64_t index, gen;
+    rp->report->released++;
+    if (!ref || block_of(rp, ref, value, &pool, &index) < 0)
+        return;
+    enum pyshm_block_kind from = ref->pool ? PYSHM_BLOCK_FREE : PYSHM_BLOCK_IN_RING;
+    uint64_t state = atomic_load_explicit(&pool->states[index], memory_order_acquire);
+    if (pyshm_block_kind_of(state) != from)
+        return; /* taken already (then it is in the held list), or garbage */
+    pyshm_member_held_add(&d->actor, 1);
+    if (pyshm_block_take(pool, index, from, d->actor.holder, &gen) == 0)
+        hold(rp, d, pool, index, gen);
+}
+
+/* The values the dead producer staged in its claim on a free queue. */
+static int note_staged(struct repair *rp, struct dead *d, const struct pyshm_queue *q, const struct pyshm_announcement *a)
+{
+    d->staged = malloc((size_t)a->n * sizeof(*d->staged));
+    if (!d->staged) {
+        rp->failed = -ENOMEM;
+        return -ENOMEM;
+    }
+    for (uint64_t k = 0; k < a->n; k++)
+        if (pyshm_ring_phase_now(&q->ring, a->pos + k) == PYSHM_RING_STAGED)
+            d->staged[d->staged_count++] = pyshm_queue_value(q, a->pos + k);
+    return 0;
+}
+
+static void repair_claims(struct repair *rp, struct dead *d)
+{
+    struct pyshm_announcement a;
+    /* The owner is dead: nobody writes the entry. A sequence left odd means it died
+     * mid-write, with nothing claimed (member.h). */
+    if (!pyshm_member_read(d->actor.entry, &a, 1) || a.what == 0)
+        return;
+    const struct queue_ref *ref = queue_by_id(rp, a.what & ~PYSHM_ANNOUNCE_SIDES);
+    uint64_t side = a.what & PYSHM_ANNOUNCE_SIDES;
+    if (ref && a.n <= ref->queue.ring.capacity) {
+        struct pyshm_queue_repairer how = {live_claim, fill_position, complete_position, take_position, rp};
+        rp->current = d;
+        if (side == PYSHM_ANNOUNCE_ENQ && ref->pool && note_staged(rp, d, &ref->queue, &a) < 0)
+            return;
+        for (uint64_t k = 0; k < a.n; k++) {
+            enum pyshm_position_fate fate =
+                side == PYSHM_ANNOUNCE_ENQ ? pyshm_queue_repair_enq(&ref->queue, a.pos + k, &how)
+                : side == PYSHM_ANNOUNCE_DEQ ? pyshm_queue_repair_deq(&ref->queue, a.pos + k, &how)
+                                             : PYSHM_POSITION_DONE;
+            if (fate == PYSHM_POSITION_LIVE)
+                d->blocked = 1;
+        }
+    }
+    if (!d->blocked)
+        pyshm_member_clear(&d->actor);
+}
+
+/* ---- step 4: held blocks back to their pools --------------------------------------------- */
+
+static void return_held(struct repair *rp, struct dead *d)
+{
+    size_t i = 0;
+    while (i < d->held_count && !d->blocked) {
+        /* A run of blocks of one pool, put back with one claim. */
+        const struct pyshm_pool *pool = d->held[i].pool;
+        size_t n = 1;
+        while (i + n < d->held_count && n < PUT_BURST && d->held[i + n].pool == pool)
+            n++;
+        int rc = pyshm_pool_put(pool, &d->actor, &d->held[i], n, REPAIR_PATIENCE_NS);
+        if (rc == 0) {
+            rp->report->returned += n;
+            i += n;
+        } else if (rc == -EAGAIN) {
+            d->blocked = 1;
+        } else if (n > 1) {
+            /* One of them moved on or is garbage: one by one, skipping those. */
+            for (size_t k = 0; k < n && !d->blocked; k++) {
+                int one = pyshm_pool_put(pool, &d->actor, &d->held[i + k], 1, REPAIR_PATIENCE_NS);
+                rp->report->returned += one == 0;
+                d->blocked = one == -EAGAIN;
+            }
+            i += n;
+        } else {
+            i++;
+        }
+    }
+}
+
+/* ---- the whole repair ------------------------------------------------------------------- */
+
+static int any_gone(struct pyshm_space *s)
+{
+    int self = pyshm_member_is_current(&s->self) ? (int)s->self.index : -1;
+    for (uint32_t i = 0; i < PYSHM_MEMBER_ENTRIES; i++) {
+        uint64_t owner = atomic_load_explicit(&s->members.table->entry[i].owner, memory_order_acquire);
+        if ((int)i != self && (owner & PYSHM_OWNER_OWNED) && !pyshm_member_alive(&s->members, i, owner))
+            return 1;
+    }
+    return 0;
+}
+
+int pyshm_repair_needed(struct pyshm_space *s) { return s->members.table != NULL && any_gone(s); }
+
+int pyshm_repair(struct pyshm_space *s, int only_after_deaths, struct pyshm_repair_report *report)
 {
     memset(report, 0, sizeof(*report));
-    if (only_after_deaths) {
-        const struct pyshm_announce_table *t = pyshm_announce_table_of(r);
-        if (!t || !any_gone_owner(t, pyshm_holder_self()))
-            return 0;
-    }
+    if (only_after_deaths && !pyshm_repair_needed(s))
+        return 0;
+    int rc = pyshm_members_lock(&s->members, PYSHM_REPAIR_LOCK_OFFSET);
+    if (rc == -EAGAIN)
+        return -EBUSY;
+    if (rc < 0)
+        return rc;
     struct repair *rp = calloc(1, sizeof(*rp));
-    if (!rp)
+    if (!rp) {
+        pyshm_members_unlock(&s->members, PYSHM_REPAIR_LOCK_OFFSET);
         return -ENOMEM;
-    rp->r = r;
-    rp->t = pyshm_announce_table_of(r);
+    }
+    rp->s = s;
     rp->report = report;
-    uint64_t self = pyshm_holder_self();
-    int rc = 0;
-    if (!rp->t) {
-        /* Nobody ever announced, so no slot can be stuck on record: held blocks only. */
-        rc = pyshm_region_add_new_pools(r);
-        if (rc == 0)
-            rc = return_held(rp);
-    } else if ((rc = lock(rp, self)) == 0) {
-        for (uint32_t j = 0; j < PYSHM_ANNOUNCE_ENTRIES; j++) {
-            rp->owner[j] = atomic_load_explicit(&rp->t->entry[j].owner, memory_order_relaxed);
-            rp->owner_gone[j] = rp->owner[j] != self && is_gone(&rp->live, rp->owner[j]);
+    rc = collect_queues(rp);
+    if (rc == 0)
+        find_dead(rp);
+    for (size_t k = 0; rc == 0 && k < rp->dead_count; k++)
+        rc = scan_held(rp, &rp->dead[k]);
+    /* Every dead member's claims before any block goes back (step 4 needs free queues
+     * that no dead getter holds up). */
+    for (size_t k = 0; rc == 0 && k < rp->dead_count; k++)
+        repair_claims(rp, &rp->dead[k]);
+    for (size_t k = 0; rc == 0 && k < rp->dead_count; k++)
+        return_held(rp, &rp->dead[k]);
+    if (rc == 0 && rp->failed)
+        rc = rp->failed;
+    for (size_t k = 0; k < rp->dead_count; k++) {
+        struct dead *d = &rp->dead[k];
+        if (rc == 0 && !d->blocked) {
+            PYSHM_FAULT("repair.entry.done");
+            if (pyshm_member_retire(&s->members, d->index, d->owner, NULL) == 0)
+                report->entries++;
+        } else {
+            pyshm_members_unlock(&s->members, pyshm_member_lock_offset(d->index));
+            report->pending++;
         }
-        rc = collect_queues(rp);
-        if (rc == 0) {
-            repair_slots(rp);
-            rc = return_orphans(rp);
-        }
-        if (rc == 0)
-            rc = return_held(rp);
-        /* Release: the next repairer sees everything this one did. */
-        atomic_store_explicit(&rp->t->repair_lock, 0, memory_order_release);
+        free(d->held);
+        free(d->staged);
     }
     free(rp->queues);
     free(rp);
+    pyshm_members_unlock(&s->members, PYSHM_REPAIR_LOCK_OFFSET);
     return rc;
 }

@@ -1,452 +1,341 @@
 /*
- * ring.h - a bounded FIFO of 64-bit values in shared memory, lock-free, for any number
- * of producer and consumer processes.
+ * ring.h - a bounded FIFO of 64-bit values in shared memory, lock-free, for any number of
+ * producer and consumer processes. Only the FIFO: who is claiming what (announcements),
+ * kill points and sleeping live in the queue layer above (queue.h). Includes nothing of
+ * the project but the atomics.
  *
- * Algorithm: per-slot sequence numbers (Dmitry Vyukov's bounded MPMC queue).
- * Every slot carries a sequence word that says which lap of the ring it is ready for:
+ * Algorithm: per-slot sequence words (Dmitry Vyukov's bounded MPMC queue), with two
+ * extra phases so that an operation cut short by a dying process can be finished or
+ * undone by another (repair.h). The sequence word of the slot of position pos says which
+ * lap the slot is in and how far that lap has got:
  *
- *   slot.seq == 2 pos             the slot is empty and waits for the producer of pos
- *   slot.seq == 2 pos + 1         the slot holds the value enqueued at position pos
- *   slot.seq == 2 (pos + cap)     the value was consumed; the slot waits for pos + cap
+ *   seq = 8 pos + EMPTY      waits for the producer of pos
+ *         8 pos + FILLING    a repairer reserved it to write a value for a dead producer
+ *         8 pos + STAGED     the value of pos is written, not yet visible to consumers
+ *         8 pos + FULL       holds the value of pos
+ *         8 pos + DRAINING   a repairer reserved it to release it for a dead consumer
+ *         8 (pos + cap)      consumed: waits for the producer of pos + cap
  *
- * (Vyukov's original uses pos, pos + 1 and pos + cap, which cannot tell "full" from
- * "free for the next lap" when cap is 1; doubling keeps the two apart for every cap.)
- * A producer claims position `pos` by advancing enq_pos with a CAS, writes the value and
- * publishes it by storing seq = 2 pos + 1. A consumer claims `pos` by advancing deq_pos
- * and frees the slot by storing seq = 2 (pos + cap). Each side touches its own counter and the
- * slot it works on; neither ever reads the other side's counter, and no side ever waits
- * for another to finish: a slot that is not ready reads as "full" or "empty" at once.
+ * A producer claims positions by advancing enq_pos with a CAS, writes each value and
+ * stages it (STAGED), then publishes it (FULL). Staging records the value in the slot
+ * before the producer changes anything else (in the pool layer: the block's state), so
+ * a producer killed after its claim leaves either an untouched slot or a staged value,
+ * never a value that exists nowhere. A consumer claims positions by advancing deq_pos,
+ * reads the values and releases each slot for the next lap. Neither side reads the other
+ * side's counter, and no side waits for another: a slot that is not ready reads as full
+ * or empty at once.
  *
- * Memory ordering. The position counters order nothing: they are only claimed, with
- * relaxed CAS. All ordering is carried by the slot sequence word:
+ * Memory ordering. The counters are claimed with release CAS (the queue layer's
+ * announcements, written before the claim, travel with it: A1 in member.h); the slot
+ * sequence words carry the data:
  *
- *   label  release (writer side)                 acquire (reader side)
- *   R1     enqueue: store seq = 2pos + 1         dequeue: load seq, sees 2pos + 1
- *          makes the value the producer wrote (and everything it wrote before, such as
- *          the block's bytes) visible to the consumer that claims pos.
- *   R2     dequeue: store seq = 2(pos + cap)     enqueue: load seq, sees 2(pos + cap)
- *          makes the consumer's read of the value happen before the producer of the
- *          next lap overwrites it.
+ *   label  release                                   acquire
+ *   R1     publish: store seq = FULL(pos)            claim (consumer): load seq == FULL(pos)
+ *          makes the value, and everything the producer wrote before (the block's
+ *          bytes and state), visible to the consumer that claims pos.
+ *   R2     release: store seq = EMPTY(pos + cap)     claim (producer): load seq == EMPTY(pos + cap)
+ *          makes the consumer's read of the value happen before the next lap's producer
+ *          overwrites it.
+ *   R3     stage / fill: store seq = STAGED(pos)     repair: CAS on seq sees STAGED(pos)
+ *          makes the staged value visible to a repairer that finishes the publish.
  *
- * Counters are 64-bit and run freely from their start value. Comparisons use the signed
- * difference of two values (sequence words are counters times two, modulo 2^64), so
- * wrapping past 2^64 is harmless when the capacity is a power of two (pos % cap stays
- * continuous). For other capacities the slot index jumps at the wrap; at 10^9 operations
- * a second a counter wraps after 292 years even doubled, so this is not a practical
- * concern, and 64-bit counters also make ABA on a slot impossible in practice (a slot
- * would have to be lapped 2^63 / cap times during one CAS).
+ * The repair steps (reserve_fill, fill, complete, reserve_drain, drained) change a
+ * sequence word only by a CAS from the unfinished phase it expects, so a live claimer
+ * that finished meanwhile makes them fail, and they always act on the latest value of
+ * the word (a read-modify-write cannot read a stale one). A repairer writes a slot's
+ * value only after it reserved the slot (FILLING) by such a CAS, so no published value
+ * can be overwritten.
  *
- * Variants and what each is correct for:
- *   pyshm_ring_enqueue_mp   any number of concurrent producers
- *   pyshm_ring_enqueue_sp   exactly one producer at a time (across all processes)
- *   pyshm_ring_dequeue_mc   any number of concurrent consumers
- *   pyshm_ring_dequeue_sc   exactly one consumer at a time (across all processes)
- * An sp/sc call may run concurrently with any call of the other side.
+ * Zero is the initial state: the words are stored relative to their slot, so that
+ * zero-filled memory reads as an empty ring (slot i waits for position i), or, for a
+ * ring made with start_full (a pool's free queue), as a full ring whose slot i holds the
+ * value i. Creating a ring writes nothing.
+ *
+ * Counters are 64-bit and run freely; sequence words are 8 x position, modulo 2^64, and
+ * are compared by signed difference, so wrapping past 2^64 is harmless when the
+ * capacity is a power of two (pos % cap stays continuous). For other capacities the slot
+ * index jumps at the wrap, which at 10^9 operations a second comes after 73 years; 64-bit
+ * counters also make ABA on a slot impossible in practice.
+ *
+ * Which concurrency each call is correct for: pyshm_ring_claim, any number of claimers of
+ * each side at once. The steps after a claim (stage, publish, value, release) are made
+ * only by the claimer of that position, or by a repairer once the claimer is dead.
  *
  * Shared memory may be written by a faulty or hostile process. Nothing here trusts what
- * it reads: the capacity and slot array come from the process-local handle, a slot index
- * is always pos % capacity, and a retry loop that a garbage sequence word could keep
- * going gives up with -PYSHM_ECORRUPT instead of spinning.
- *
- * Following ck_ring, the shared part (struct pyshm_ring_counters) holds only counters;
- * the slot array and capacity are passed in by the process-local handle, so the same
- * code works at a different mapping address in every process.
+ * it reads: the capacity and slot array come from the process-local handle, a slot
+ * index is always pos % capacity, and a claim that a garbage sequence word could keep
+ * retrying gives up and reports corruption.
  */
 #ifndef PYSHM_CORE_RING_H
 #define PYSHM_CORE_RING_H
 
-#include <stdalign.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "announce.h"
 #include "atomics.h"
-#include "fault.h"
-#include "process.h"
-#include "wait.h"
 
 struct pyshm_ring_slot {
     pyshm_atomic64 seq;
-    pyshm_atomic64 value; /* relaxed: ordered by seq (R1, R2) */
+    pyshm_atomic64 value; /* relaxed: ordered by seq (R1, R2, R3) */
 };
 _Static_assert(sizeof(struct pyshm_ring_slot) == 16, "ring slot layout");
 
-/*
- * Lives in shared memory. Producer and consumer counters on separate cache lines. Each
- * line also holds the waitpoint its side notifies (wait.h): producers read not_empty's
- * sleeper count on the line they already own, consumers likewise not_full's.
- */
-struct pyshm_ring_counters {
-    alignas(PYSHM_CACHE_LINE) pyshm_atomic64 enq_pos;
-    struct pyshm_waitpoint not_empty; /* consumers sleep here, producers notify */
-    alignas(PYSHM_CACHE_LINE) pyshm_atomic64 deq_pos;
-    struct pyshm_waitpoint not_full; /* producers sleep here, consumers notify */
+enum pyshm_ring_phase {
+    PYSHM_RING_EMPTY = 0,
+    PYSHM_RING_FILLING = 1,
+    PYSHM_RING_STAGED = 2,
+    PYSHM_RING_FULL = 3,
+    PYSHM_RING_DRAINING = 4,
 };
-_Static_assert(sizeof(struct pyshm_ring_counters) == 2 * PYSHM_CACHE_LINE, "ring counters layout");
-_Static_assert(offsetof(struct pyshm_ring_counters, deq_pos) == PYSHM_CACHE_LINE,
-               "consumer counter must start its own cache line");
 
-/* Process-local handle: geometry validated once, never re-read from shared memory. */
+enum pyshm_ring_side { PYSHM_RING_ENQ = 0, PYSHM_RING_DEQ = 1 };
+
+/* Process-local handle. The counters live wherever the layer above puts them (next to
+ * what it keeps on the same cache line); geometry is validated once, never re-read. */
 struct pyshm_ring {
-    struct pyshm_ring_counters *counters;
+    pyshm_atomic64 *enq_pos;
+    pyshm_atomic64 *deq_pos;
     struct pyshm_ring_slot *slots;
     uint64_t capacity;
-    struct pyshm_announcer *announcer; /* NULL: claims are not announced (announce.h) */
-    uint64_t id;                        /* how announcements name this queue: its counters' offset */
+    int start_full; /* zero-filled memory reads as full, slot i holding the value i */
 };
-
-/* A value no producer enqueues: repair publishes it in a slot that a dead producer
- * claimed and never filled (repair.h); consumers pass over it. */
-#define PYSHM_RING_HOLE UINT64_MAX
-
-/* This ring's announcement entry for the operation about to start, or NULL. */
-static inline struct pyshm_announce_entry *pyshm_ring_announcer(const struct pyshm_ring *r)
-{
-    return r->announcer ? pyshm_announcer_entry(r->announcer, pyshm_holder_self_fast()) : NULL;
-}
 
 /* A claim that loses this many races in a row gives up: contention between correct
  * processes never comes close, a garbage sequence word could loop forever. */
 #define PYSHM_RING_MAX_RETRIES (1u << 20)
+/* pyshm_ring_claim's result when the retry budget ran out. */
+#define PYSHM_RING_CORRUPT (-1)
 
-/* Sequence word of a slot that waits for the producer of position pos. */
-static inline uint64_t pyshm_ring_seq_free(uint64_t pos) { return pos << 1; }
-/* Sequence word of a slot that holds the value enqueued at position pos. */
-static inline uint64_t pyshm_ring_seq_full(uint64_t pos) { return (pos << 1) | 1u; }
-
-static inline void pyshm_ring_set_counters(const struct pyshm_ring *r, uint64_t enq, uint64_t deq)
+/* Stored sequence word = sequence word - 8 * slot index - bias, so that zero is the
+ * initial state: EMPTY(i) in an empty ring, FULL(i) in one that starts full. */
+static inline uint64_t pyshm_ring_seq_bias(const struct pyshm_ring *r)
 {
-    struct pyshm_ring_counters *c = r->counters;
-    atomic_store_explicit(&c->enq_pos, enq, memory_order_relaxed);
-    atomic_store_explicit(&c->deq_pos, deq, memory_order_relaxed);
-    atomic_store_explicit(&c->not_empty.epoch, 0, memory_order_relaxed);
-    atomic_store_explicit(&c->not_empty.waiters, 0, memory_order_relaxed);
-    atomic_store_explicit(&c->not_full.epoch, 0, memory_order_relaxed);
-    atomic_store_explicit(&c->not_full.waiters, 0, memory_order_relaxed);
+    return r->start_full ? (uint64_t)PYSHM_RING_FULL : 0;
 }
 
-/* Empty ring whose first position is `start` (tests start near 2^64). Not concurrent. */
-static inline void pyshm_ring_init(const struct pyshm_ring *r, uint64_t start)
-{
-    for (uint64_t i = 0; i < r->capacity; i++) {
-        uint64_t pos = start + i;
-        atomic_store_explicit(&r->slots[pos % r->capacity].seq, pyshm_ring_seq_free(pos), memory_order_relaxed);
-        atomic_store_explicit(&r->slots[pos % r->capacity].value, 0, memory_order_relaxed);
-    }
-    pyshm_ring_set_counters(r, start, start);
-}
-
-/* Full ring holding values[0..capacity) in order, first position 0. Not concurrent. */
-static inline void pyshm_ring_init_full(const struct pyshm_ring *r, uint64_t (*value_at)(uint64_t))
-{
-    for (uint64_t i = 0; i < r->capacity; i++) {
-        atomic_store_explicit(&r->slots[i].seq, pyshm_ring_seq_full(i), memory_order_relaxed);
-        atomic_store_explicit(&r->slots[i].value, value_at(i), memory_order_relaxed);
-    }
-    pyshm_ring_set_counters(r, r->capacity, 0);
-}
+static inline uint64_t pyshm_ring_index(const struct pyshm_ring *r, uint64_t pos) { return pos % r->capacity; }
 
 static inline struct pyshm_ring_slot *pyshm_ring_slot_at(const struct pyshm_ring *r, uint64_t pos)
 {
-    return &r->slots[pos % r->capacity];
+    return &r->slots[pyshm_ring_index(r, pos)];
 }
 
-/* Store the value at a claimed position and publish it. */
-static inline void pyshm_ring_publish(struct pyshm_ring_slot *slot, uint64_t pos, uint64_t value)
+/* The sequence word that means `phase` of position pos. */
+static inline uint64_t pyshm_ring_seq(uint64_t pos, enum pyshm_ring_phase phase) { return pos * 8 + (uint64_t)phase; }
+
+static inline uint64_t pyshm_ring_seq_encode(const struct pyshm_ring *r, uint64_t pos, uint64_t seq)
 {
-    atomic_store_explicit(&slot->value, value, memory_order_relaxed);
-    /* R1 release: pairs with the acquire load of seq in dequeue. */
-    atomic_store_explicit(&slot->seq, pyshm_ring_seq_full(pos), memory_order_release);
-    PYSHM_FAULT("queue.enq.published");
+    return seq - pyshm_ring_index(r, pos) * 8 - pyshm_ring_seq_bias(r);
 }
 
-/* 0, -PYSHM_EFULL, or -PYSHM_ECORRUPT. */
-static inline int pyshm_ring_enqueue_mp(const struct pyshm_ring *r, uint64_t value)
+static inline uint64_t pyshm_ring_seq_decode(const struct pyshm_ring *r, uint64_t pos, uint64_t stored)
 {
-    struct pyshm_announce_entry *e = pyshm_ring_announcer(r);
-    uint64_t pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
-    for (uint32_t retries = 0;;) {
-        struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
-        /* R2 acquire: pairs with the release store of seq in dequeue. */
-        uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
-        int64_t diff = (int64_t)(seq - pyshm_ring_seq_free(pos));
-        if (diff == 0) {
-            pyshm_announce(e, r->id, PYSHM_ANNOUNCE_ENQ, pos, 1);
-            /* A1 release: the announcement is visible to whoever sees the claim. */
-            if (atomic_compare_exchange_weak_explicit(&r->counters->enq_pos, &pos, pos + 1,
-                                                      memory_order_release, memory_order_relaxed)) {
-                PYSHM_FAULT("queue.enq.claimed");
-                pyshm_ring_publish(slot, pos, value);
-                pyshm_announce_clear(e);
-                return 0;
-            }
-            /* pos now holds the current counter; retry there. */
-        } else if (diff < 0) {
-            /* The slot still holds the value of the previous lap. */
-            return -PYSHM_EFULL;
-        } else {
-            /* Another producer published pos already, so enq_pos has moved past it:
-             * its CAS is sequenced before its R1 release, which our acquire saw. */
-            pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
-        }
-        if (++retries >= PYSHM_RING_MAX_RETRIES)
-            return -PYSHM_ECORRUPT;
-    }
+    return stored + pyshm_ring_index(r, pos) * 8 + pyshm_ring_seq_bias(r);
 }
 
-/* Exactly one producer: no other process advances enq_pos, so no CAS is needed. */
-static inline int pyshm_ring_enqueue_sp(const struct pyshm_ring *r, uint64_t value)
+/* The enq counter of a ring that starts full is stored minus the capacity. */
+static inline pyshm_atomic64 *pyshm_ring_counter(const struct pyshm_ring *r, enum pyshm_ring_side side)
 {
-    uint64_t pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
-    struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
-    /* R2 acquire: pairs with the release store of seq in dequeue. */
-    uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
-    int64_t diff = (int64_t)(seq - pyshm_ring_seq_free(pos));
-    if (diff < 0)
-        return -PYSHM_EFULL;
-    if (diff > 0)
-        return -PYSHM_ECORRUPT; /* a slot ahead of the only producer */
-    struct pyshm_announce_entry *e = pyshm_ring_announcer(r);
-    pyshm_announce(e, r->id, PYSHM_ANNOUNCE_ENQ, pos, 1);
-    /* A1 release: the announcement is visible to whoever sees the claim. */
-    atomic_store_explicit(&r->counters->enq_pos, pos + 1, memory_order_release);
-    PYSHM_FAULT("queue.enq.claimed");
-    pyshm_ring_publish(slot, pos, value);
-    pyshm_announce_clear(e);
-    return 0;
+    return side == PYSHM_RING_ENQ ? r->enq_pos : r->deq_pos;
+}
+
+static inline uint64_t pyshm_ring_counter_bias(const struct pyshm_ring *r, enum pyshm_ring_side side)
+{
+    return side == PYSHM_RING_ENQ && r->start_full ? r->capacity : 0;
+}
+
+/* The next position of a side, as seen now. `order`: acquire where the caller relies on
+ * the claims it counts (A1 in member.h), else relaxed. */
+static inline uint64_t pyshm_ring_head(const struct pyshm_ring *r, enum pyshm_ring_side side, memory_order order)
+{
+    return atomic_load_explicit(pyshm_ring_counter(r, side), order) + pyshm_ring_counter_bias(r, side);
+}
+
+/* Values of a ring that starts full are stored minus their slot index. */
+static inline uint64_t pyshm_ring_value_bias(const struct pyshm_ring *r, uint64_t pos)
+{
+    return r->start_full ? pyshm_ring_index(r, pos) : 0;
+}
+
+/* The phase a claimer of `side` needs to find at pos. */
+static inline enum pyshm_ring_phase pyshm_ring_ready_phase(enum pyshm_ring_side side)
+{
+    return side == PYSHM_RING_ENQ ? PYSHM_RING_EMPTY : PYSHM_RING_FULL;
+}
+
+/* Signed distance of the slot of pos from `phase` of pos: 0 there, < 0 not there yet,
+ * > 0 past it. One acquire load (R1 for consumers, R2 for producers). */
+static inline int64_t pyshm_ring_distance(const struct pyshm_ring *r, uint64_t pos, enum pyshm_ring_phase phase)
+{
+    uint64_t stored = atomic_load_explicit(&pyshm_ring_slot_at(r, pos)->seq, memory_order_acquire);
+    return (int64_t)(pyshm_ring_seq_decode(r, pos, stored) - pyshm_ring_seq(pos, phase));
 }
 
 /*
- * Consumers claim positions and release their slots in two steps, so that a caller can
- * take ownership of what it claimed before the slot goes back to the producers (a
- * block's new owner is then on record before the slot can be reused: repair.h). A claim
- * leaves its announcement in place; pyshm_ring_finish releases the slots and clears it.
- * pyshm_ring_dequeue_* do both at once.
+ * Called by pyshm_ring_claim once it has found n ready slots from pos on and before the
+ * CAS that would claim them: 0 to go on with the CAS, non-zero to stop (the claim then
+ * returns 0; the callback's context says why). The queue layer announces the claim
+ * here (A1 in member.h), and a consumer may look at the values first (pyshm_ring_value).
+ */
+typedef int (*pyshm_ring_before_claim)(void *ctx, uint64_t pos, uint64_t n);
+
+/*
+ * The one claim of both sides: find between min and max consecutive slots ready for
+ * `side` at its head, then claim them with one CAS of the side's counter. Returns the
+ * number claimed (*pos_out is the first position), 0 when fewer than min were ready
+ * (the ring is full for producers, empty for consumers) or `before` said stop, or
+ * PYSHM_RING_CORRUPT. min >= 1, max >= min, max <= capacity.
  *
- * A consumer may inspect the value at the head before claiming it. `accept` returns 0 to
- * claim it or a negative error to leave it in the ring and return that error. NULL
- * accepts everything. Holes (PYSHM_RING_HOLE) are claimed, released and passed over
- * without being shown to `accept`.
+ * A slot ready for position p stays ready until whoever claims p changes it, and nobody
+ * can claim p while the counter reads below p, so checking the slots before the CAS is
+ * enough. The CAS is a release (A1 in member.h): it publishes what `before` wrote.
  */
-typedef int (*pyshm_ring_accept_fn)(void *ctx, uint64_t value);
-
-static inline void pyshm_ring_release_slot(const struct pyshm_ring *r, struct pyshm_ring_slot *slot,
-                                           uint64_t pos)
+static inline int64_t pyshm_ring_claim(const struct pyshm_ring *r, enum pyshm_ring_side side, uint64_t min,
+                                       uint64_t max, uint64_t *pos_out, pyshm_ring_before_claim before, void *ctx)
 {
-    /* R2 release: pairs with the acquire load of seq in enqueue. */
-    atomic_store_explicit(&slot->seq, pyshm_ring_seq_free(pos + r->capacity), memory_order_release);
-    PYSHM_FAULT("queue.deq.released");
-}
-
-/* Release the n slots claimed from pos on, then clear the announcement (A2). */
-static inline void pyshm_ring_finish(const struct pyshm_ring *r, uint64_t pos, uint64_t n)
-{
-    for (uint64_t i = 0; i < n; i++)
-        pyshm_ring_release_slot(r, pyshm_ring_slot_at(r, pos + i), pos + i);
-    pyshm_announce_clear(pyshm_ring_announcer(r));
-}
-
-/*
- * Claim the head: 0 with *pos and *value set (finish it with pyshm_ring_finish(r, *pos,
- * 1)), -PYSHM_EEMPTY, -PYSHM_ECORRUPT, or the error `accept` returned. `single`: exactly
- * one consumer at a time (no other process advances deq_pos, so no CAS is needed).
- */
-static inline int pyshm_ring_claim(const struct pyshm_ring *r, int single, uint64_t *pos_out, uint64_t *value,
-                                   pyshm_ring_accept_fn accept, void *ctx)
-{
-    struct pyshm_announce_entry *e = pyshm_ring_announcer(r);
-    uint64_t pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
-    for (uint32_t retries = 0;;) {
-        struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
-        /* R1 acquire: pairs with the release store of seq in enqueue (publish). */
-        uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
-        int64_t diff = (int64_t)(seq - pyshm_ring_seq_full(pos));
-        if (diff == 0) {
-            uint64_t v = atomic_load_explicit(&slot->value, memory_order_relaxed);
-            int hole = v == PYSHM_RING_HOLE;
-            if (accept && !hole) {
-                int rc = accept(ctx, v);
-                if (rc < 0)
-                    return rc;
-            }
-            pyshm_announce(e, r->id, PYSHM_ANNOUNCE_DEQ, pos, 1);
-            int claimed;
-            if (single) {
-                /* A1 release, as the CAS below. */
-                atomic_store_explicit(&r->counters->deq_pos, pos + 1, memory_order_release);
-                claimed = 1;
-            } else {
-                /* A1 release: the announcement is visible to whoever sees the claim. */
-                claimed = atomic_compare_exchange_weak_explicit(&r->counters->deq_pos, &pos, pos + 1,
-                                                                memory_order_release, memory_order_relaxed);
-            }
-            if (claimed) {
-                PYSHM_FAULT("queue.deq.claimed");
-                if (hole) {
-                    pyshm_ring_finish(r, pos, 1);
-                    pos++;
-                    continue; /* not counted as a retry: each hole is passed once */
-                }
-                *pos_out = pos;
-                *value = v;
-                return 0;
-            }
-        } else if (diff < 0) {
-            /* Not yet published for this lap. */
-            return -PYSHM_EEMPTY;
-        } else if (single) {
-            return -PYSHM_ECORRUPT;
-        } else {
-            /* Another consumer took pos: deq_pos has moved past it (see enqueue_mp). */
-            pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
-        }
-        if (++retries >= PYSHM_RING_MAX_RETRIES)
-            return -PYSHM_ECORRUPT;
-    }
-}
-
-static inline int pyshm_ring_dequeue(const struct pyshm_ring *r, int single, uint64_t *value,
-                                     pyshm_ring_accept_fn accept, void *ctx)
-{
-    uint64_t pos;
-    int rc = pyshm_ring_claim(r, single, &pos, value, accept, ctx);
-    if (rc == 0)
-        pyshm_ring_finish(r, pos, 1);
-    return rc;
-}
-
-/* 0 with *value set, -PYSHM_EEMPTY, -PYSHM_ECORRUPT, or the error `accept` returned. */
-static inline int pyshm_ring_dequeue_mc(const struct pyshm_ring *r, uint64_t *value,
-                                        pyshm_ring_accept_fn accept, void *ctx)
-{
-    return pyshm_ring_dequeue(r, 0, value, accept, ctx);
-}
-
-/* Exactly one consumer: no other process advances deq_pos. */
-static inline int pyshm_ring_dequeue_sc(const struct pyshm_ring *r, uint64_t *value,
-                                        pyshm_ring_accept_fn accept, void *ctx)
-{
-    return pyshm_ring_dequeue(r, 1, value, accept, ctx);
-}
-
-/*
- * Bursts: one CAS claims n consecutive positions, so a batch costs one contended
- * operation instead of n. A slot that is ready for position p stays ready until the
- * process that claims p changes it, and nobody else can claim p while the counter still
- * reads below p, so checking the slots before the CAS is enough. Both bursts use the CAS
- * whatever the flags: they are correct for any number of producers and consumers.
- */
-
-/* All n values or none: 0, -PYSHM_EFULL (fewer than n free slots), -PYSHM_ECORRUPT. */
-static inline int pyshm_ring_enqueue_burst(const struct pyshm_ring *r, const uint64_t *values, uint64_t n)
-{
-    if (n == 0)
-        return 0;
-    if (n > r->capacity)
-        return -PYSHM_EFULL;
-    struct pyshm_announce_entry *e = pyshm_ring_announcer(r);
-    uint64_t pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
-    for (uint32_t retries = 0;;) {
+    pyshm_atomic64 *counter = pyshm_ring_counter(r, side);
+    uint64_t bias = pyshm_ring_counter_bias(r, side);
+    enum pyshm_ring_phase want = pyshm_ring_ready_phase(side);
+    uint64_t stored = atomic_load_explicit(counter, memory_order_relaxed);
+    for (uint32_t retries = 0; retries < PYSHM_RING_MAX_RETRIES; retries++) {
+        uint64_t pos = stored + bias;
         uint64_t ready = 0;
-        int64_t diff = 0;
-        for (; ready < n; ready++) {
-            /* R2 acquire: pairs with the release store of seq in dequeue. */
-            uint64_t seq = atomic_load_explicit(&pyshm_ring_slot_at(r, pos + ready)->seq, memory_order_acquire);
-            diff = (int64_t)(seq - pyshm_ring_seq_free(pos + ready));
-            if (diff != 0)
+        int64_t distance = 0;
+        for (; ready < max; ready++) {
+            /* R1 (consumers) / R2 (producers) acquire. */
+            distance = pyshm_ring_distance(r, pos + ready, want);
+            if (distance != 0)
                 break;
         }
-        if (ready == n) {
-            pyshm_announce(e, r->id, PYSHM_ANNOUNCE_ENQ, pos, n);
-            /* A1 release: the announcement is visible to whoever sees the claim. */
-            if (atomic_compare_exchange_weak_explicit(&r->counters->enq_pos, &pos, pos + n,
-                                                      memory_order_release, memory_order_relaxed)) {
-                PYSHM_FAULT("queue.enq.claimed");
-                for (uint64_t i = 0; i < n; i++)
-                    pyshm_ring_publish(pyshm_ring_slot_at(r, pos + i), pos + i, values[i]);
-                pyshm_announce_clear(e);
+        if (ready >= min) {
+            if (before && before(ctx, pos, ready) != 0)
                 return 0;
+            /* A1 release: pairs with the acquire load of the counter in repair. On failure
+             * `stored` is the counter's current value: retry from there. */
+            if (atomic_compare_exchange_weak_explicit(counter, &stored, stored + ready, memory_order_release,
+                                                      memory_order_relaxed)) {
+                *pos_out = pos;
+                return (int64_t)ready;
             }
-        } else if (diff < 0) {
-            return -PYSHM_EFULL;
+        } else if (distance < 0) {
+            /* Producers: the slot still holds the previous lap. Consumers: nothing is
+             * published there yet. Either way the ring is not ready. */
+            return 0;
         } else {
-            pos = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
+            /* Another claimer took pos + ready: its CAS is sequenced before every change
+             * it makes to the slot, which our acquire saw, so the counter has moved. */
+            stored = atomic_load_explicit(counter, memory_order_relaxed);
         }
-        if (++retries >= PYSHM_RING_MAX_RETRIES)
-            return -PYSHM_ECORRUPT;
     }
+    return PYSHM_RING_CORRUPT;
 }
 
-/*
- * Claim between 1 and max positions from the head: the count claimed, with *pos_out set
- * (finish them with pyshm_ring_finish), -PYSHM_EEMPTY, or -PYSHM_ECORRUPT. Claims made
- * only of holes are finished here and the search goes on; otherwise holes may be among
- * the values, for the caller to pass over.
- */
-static inline int64_t pyshm_ring_claim_burst(const struct pyshm_ring *r, uint64_t *pos_out, uint64_t *values,
-                                             uint64_t max)
+/* Producer, after its claim: write the value of pos and stage it (R3). */
+static inline void pyshm_ring_stage(const struct pyshm_ring *r, uint64_t pos, uint64_t value)
 {
-    struct pyshm_announce_entry *e = pyshm_ring_announcer(r);
-    uint64_t pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
-    for (uint32_t retries = 0;;) {
-        uint64_t ready = 0, holes = 0;
-        int64_t diff = 0;
-        for (; ready < max && ready < r->capacity; ready++) {
-            /* R1 acquire: pairs with the release store of seq in enqueue (publish). */
-            uint64_t seq = atomic_load_explicit(&pyshm_ring_slot_at(r, pos + ready)->seq, memory_order_acquire);
-            diff = (int64_t)(seq - pyshm_ring_seq_full(pos + ready));
-            if (diff != 0)
-                break;
-            values[ready] = atomic_load_explicit(&pyshm_ring_slot_at(r, pos + ready)->value, memory_order_relaxed);
-            holes += values[ready] == PYSHM_RING_HOLE;
-        }
-        if (ready > 0) {
-            pyshm_announce(e, r->id, PYSHM_ANNOUNCE_DEQ, pos, ready);
-            /* A1 release: the announcement is visible to whoever sees the claim. */
-            if (atomic_compare_exchange_weak_explicit(&r->counters->deq_pos, &pos, pos + ready,
-                                                      memory_order_release, memory_order_relaxed)) {
-                PYSHM_FAULT("queue.deq.claimed");
-                if (holes < ready) {
-                    *pos_out = pos;
-                    return (int64_t)ready;
-                }
-                pyshm_ring_finish(r, pos, ready);
-                pos += ready;
-                continue; /* only holes: not counted as a retry */
-            }
-        } else if (diff < 0) {
-            return -PYSHM_EEMPTY;
-        } else {
-            pos = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
-        }
-        if (++retries >= PYSHM_RING_MAX_RETRIES)
-            return -PYSHM_ECORRUPT;
-    }
+    struct pyshm_ring_slot *slot = pyshm_ring_slot_at(r, pos);
+    atomic_store_explicit(&slot->value, value - pyshm_ring_value_bias(r, pos), memory_order_relaxed);
+    /* R3 release: pairs with the CAS in pyshm_ring_complete. */
+    atomic_store_explicit(&slot->seq, pyshm_ring_seq_encode(r, pos, pyshm_ring_seq(pos, PYSHM_RING_STAGED)),
+                          memory_order_release);
 }
 
-/* Between 1 and max values, holes left out: the count taken, -PYSHM_EEMPTY, or
- * -PYSHM_ECORRUPT. max >= 1. */
-static inline int64_t pyshm_ring_dequeue_burst(const struct pyshm_ring *r, uint64_t *values, uint64_t max)
+/* Producer, after staging: make the value of pos visible to consumers (R1). */
+static inline void pyshm_ring_publish(const struct pyshm_ring *r, uint64_t pos)
 {
-    if (max == 0)
-        return 0;
-    uint64_t pos;
-    int64_t n = pyshm_ring_claim_burst(r, &pos, values, max);
-    if (n <= 0)
-        return n;
-    pyshm_ring_finish(r, pos, (uint64_t)n);
-    int64_t kept = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (values[i] != PYSHM_RING_HOLE)
-            values[kept++] = values[i];
-    return kept;
+    /* R1 release: pairs with the acquire load of seq in a consumer's claim. */
+    atomic_store_explicit(&pyshm_ring_slot_at(r, pos)->seq,
+                          pyshm_ring_seq_encode(r, pos, pyshm_ring_seq(pos, PYSHM_RING_FULL)), memory_order_release);
+}
+
+/* The value of pos: for its claimer, or for whoever saw the slot FULL or STAGED (with
+ * acquire) for pos and knows it cannot have moved on since. */
+static inline uint64_t pyshm_ring_value(const struct pyshm_ring *r, uint64_t pos)
+{
+    return atomic_load_explicit(&pyshm_ring_slot_at(r, pos)->value, memory_order_relaxed) +
+           pyshm_ring_value_bias(r, pos);
+}
+
+/* Consumer, after its claim and once it has taken what the value names: give the slot
+ * to the producer of the next lap (R2). */
+static inline void pyshm_ring_release(const struct pyshm_ring *r, uint64_t pos)
+{
+    /* R2 release: pairs with the acquire load of seq in a producer's claim. */
+    atomic_store_explicit(&pyshm_ring_slot_at(r, pos)->seq,
+                          pyshm_ring_seq_encode(r, pos, pyshm_ring_seq(pos + r->capacity, PYSHM_RING_EMPTY)),
+                          memory_order_release);
+}
+
+/* ---- repair steps: for positions whose claimer is dead (repair.h) ---------------------- */
+
+/* The phase of the slot of pos relative to pos, read with a read-modify-write so that it
+ * is the latest value (a plain load may return an older one). Phases of earlier laps read
+ * as -1, later laps as PYSHM_RING_DRAINING + 1. */
+static inline int pyshm_ring_phase_now(const struct pyshm_ring *r, uint64_t pos)
+{
+    uint64_t stored = atomic_fetch_add_explicit(&pyshm_ring_slot_at(r, pos)->seq, 0, memory_order_acquire);
+    int64_t d = (int64_t)(pyshm_ring_seq_decode(r, pos, stored) - pyshm_ring_seq(pos, PYSHM_RING_EMPTY));
+    if (d < 0)
+        return -1;
+    return d > PYSHM_RING_DRAINING ? PYSHM_RING_DRAINING + 1 : (int)d;
+}
+
+/* Move the slot of pos from phase `from` to `to` by a CAS: 1 if this call did it. */
+static inline int pyshm_ring_shift(const struct pyshm_ring *r, uint64_t pos, enum pyshm_ring_phase from,
+                                   uint64_t to_seq, memory_order order)
+{
+    uint64_t expected = pyshm_ring_seq_encode(r, pos, pyshm_ring_seq(pos, from));
+    return atomic_compare_exchange_strong_explicit(&pyshm_ring_slot_at(r, pos)->seq, &expected,
+                                                   pyshm_ring_seq_encode(r, pos, to_seq), order,
+                                                   memory_order_relaxed);
+}
+
+/* A position whose producer died before staging: reserve its slot (EMPTY -> FILLING) so
+ * that only this repairer writes its value. 1 if reserved now or already FILLING (a
+ * repairer before this one died there), 0 if the slot is past EMPTY. */
+static inline int pyshm_ring_reserve_fill(const struct pyshm_ring *r, uint64_t pos)
+{
+    if (pyshm_ring_shift(r, pos, PYSHM_RING_EMPTY, pyshm_ring_seq(pos, PYSHM_RING_FILLING), memory_order_relaxed))
+        return 1;
+    return pyshm_ring_phase_now(r, pos) == PYSHM_RING_FILLING;
+}
+
+/* After pyshm_ring_reserve_fill: write the value and stage it (R3). */
+static inline void pyshm_ring_fill(const struct pyshm_ring *r, uint64_t pos, uint64_t value)
+{
+    pyshm_ring_stage(r, pos, value);
+}
+
+/* A staged position whose producer died: publish it (STAGED -> FULL, R1). 1 if done now. */
+static inline int pyshm_ring_complete(const struct pyshm_ring *r, uint64_t pos)
+{
+    /* R1 release, as pyshm_ring_publish; the CAS also reads the staging (R3 acquire). */
+    return pyshm_ring_shift(r, pos, PYSHM_RING_STAGED, pyshm_ring_seq(pos, PYSHM_RING_FULL), memory_order_acq_rel);
+}
+
+/* A claimed position whose consumer died before releasing it: reserve its slot
+ * (FULL -> DRAINING) so that the value cannot be overwritten while the repairer deals
+ * with it. 1 if reserved now or already DRAINING, 0 if not FULL. */
+static inline int pyshm_ring_reserve_drain(const struct pyshm_ring *r, uint64_t pos)
+{
+    if (pyshm_ring_shift(r, pos, PYSHM_RING_FULL, pyshm_ring_seq(pos, PYSHM_RING_DRAINING), memory_order_acquire))
+        return 1;
+    return pyshm_ring_phase_now(r, pos) == PYSHM_RING_DRAINING;
+}
+
+/* After pyshm_ring_reserve_drain: release the slot for the next lap (R2). */
+static inline void pyshm_ring_drained(const struct pyshm_ring *r, uint64_t pos)
+{
+    /* R2 release, as pyshm_ring_release. */
+    pyshm_ring_shift(r, pos, PYSHM_RING_DRAINING, pyshm_ring_seq(pos + r->capacity, PYSHM_RING_EMPTY),
+                     memory_order_release);
 }
 
 /* Entries in the ring, as seen at one instant by this process: in [0, capacity]. */
 static inline uint64_t pyshm_ring_count(const struct pyshm_ring *r)
 {
-    uint64_t deq = atomic_load_explicit(&r->counters->deq_pos, memory_order_relaxed);
-    uint64_t enq = atomic_load_explicit(&r->counters->enq_pos, memory_order_relaxed);
+    uint64_t deq = pyshm_ring_head(r, PYSHM_RING_DEQ, memory_order_relaxed);
+    uint64_t enq = pyshm_ring_head(r, PYSHM_RING_ENQ, memory_order_relaxed);
     int64_t used = (int64_t)(enq - deq);
     if (used < 0)
         return 0;

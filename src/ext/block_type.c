@@ -6,6 +6,10 @@
  * which pool it is, and the generation this process holds it at. put() and enqueue()
  * accept only the very memoryview that was handed out, and only while nothing else in
  * this process (a slice, memoryview(view), a numpy array) still shares its buffer.
+ *
+ * A view dropped without put() or enqueue() does not leak its block: when the Block
+ * goes, if this process still holds the block at the generation it was handed out at,
+ * the block goes back to its pool, with a ResourceWarning (as for an unclosed file).
  */
 #include "pyshm_ext.h"
 
@@ -15,6 +19,9 @@
  * bit marks the original even if a copy is later allocated at the original's address.
  */
 #define HANDED_OUT_FLAG (1 << 30)
+
+/* How long a dropped view's block may wait for room in its free queue. */
+#define GIVE_BACK_PATIENCE_NS UINT64_C(10000000)
 
 static int block_getbuffer(BlockObject *self, Py_buffer *view, int flags)
 {
@@ -35,9 +42,34 @@ static void block_releasebuffer(BlockObject *self, Py_buffer *Py_UNUSED(view))
     self->shm->exports--;
 }
 
+/* The view was dropped without put() or enqueue(): give the block back if this process
+ * still holds it as the view says (not a fork child's copy, not a block that moved on). */
+static void block_finalize(BlockObject *self)
+{
+    ShareMemObject *shm = self->shm;
+    if (self->given || !shm || shm->closed || !self->pool || !pyshm_member_is_current(&shm->space.self))
+        return;
+    PYSHM_SAVE_EXCEPTION(exc);
+    struct pyshm_member *m = &shm->space.self;
+    struct pyshm_block b = {self->pool, self->index, self->gen};
+    if (pyshm_block_check_held(self->pool, self->index, self->gen, m->holder) == 0 &&
+        pyshm_pool_put(self->pool, m, &b, 1, GIVE_BACK_PATIENCE_NS) == 0) {
+        self->given = 1;
+        if (PyErr_WarnFormat(PyExc_ResourceWarning, 1,
+                             "a pyshm block view (%zd bytes, block %llu of the pool at offset %llu) was dropped "
+                             "without put() or enqueue(); its block went back to its pool",
+                             self->length, (unsigned long long)self->index,
+                             (unsigned long long)self->pool->offset) < 0)
+            PyErr_WriteUnraisable((PyObject *)self);
+    }
+    PYSHM_RESTORE_EXCEPTION(exc);
+}
+
 static void block_dealloc(BlockObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+        return; /* resurrected */
     pyshm_state *st = PyType_GetModuleState(type);
     Py_CLEAR(self->shm);
     if (st && st->spare_block_count < PYSHM_SPARE_BLOCKS)
@@ -60,106 +92,132 @@ void pyshm_block_free_spares(pyshm_state *st)
         PyObject_Free(st->spare_blocks[--st->spare_block_count]);
 }
 
-PyObject *pyshm_block_view_new(pyshm_state *st, ShareMemObject *shm, size_t pool_slot, uint64_t index,
-                               uint64_t gen, Py_ssize_t length)
+/* Wrap one held block in a new view; NULL (block untouched) on failure. */
+static PyObject *view_of(pyshm_state *st, ShareMemObject *shm, const struct pyshm_block *b, Py_ssize_t length)
 {
-    const struct pyshm_pool *pool = shm->region.pools[pool_slot];
     BlockObject *block = block_alloc(st);
-    PyObject *view = NULL;
-    if (block) {
-        block->shm = (ShareMemObject *)Py_NewRef(shm);
-        block->pool_slot = pool_slot;
-        block->index = index;
-        block->gen = gen;
-        block->data = (char *)pool->data + index * pool->stride;
-        block->length = length;
-        block->view = NULL;
-        block->exported = 0;
-        block->marked = 0;
-        view = PyMemoryView_FromObject((PyObject *)block);
-        Py_DECREF(block);
-    }
-    if (!view) {
-        /* Nobody will ever hold this block: give it back rather than lose it. */
-        uint64_t held_gen = gen;
-        pyshm_pool_put(pool, index, &held_gen);
+    if (!block)
         return NULL;
+    /* PyObject_Init does not clear a spare: every field is set here. */
+    block->shm = (ShareMemObject *)Py_NewRef(shm);
+    block->pool = b->pool;
+    block->index = b->index;
+    block->gen = b->gen;
+    block->data = (char *)b->pool->data + b->index * b->pool->stride;
+    block->length = length ? length : (Py_ssize_t)b->pool->elt_size;
+    block->view = NULL;
+    block->exported = 0;
+    block->given = 1; /* until the view exists: a failed wrap gives the block back itself */
+    block->marked = 0;
+    PyObject *view = PyMemoryView_FromObject((PyObject *)block);
+    if (view) {
+        ((PyMemoryViewObject *)view)->flags |= HANDED_OUT_FLAG;
+        block->view = view;
+        block->given = 0;
     }
-    ((PyMemoryViewObject *)view)->flags |= HANDED_OUT_FLAG;
-    block->view = view;
+    Py_DECREF(block);
     return view;
 }
 
-BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op)
+PyObject *pyshm_block_views(pyshm_state *st, ShareMemObject *shm, const struct pyshm_block *taken, Py_ssize_t n,
+                            Py_ssize_t length, int single)
 {
+    PyObject *list = single ? NULL : PyList_New(n);
+    PyObject *one = NULL;
+    Py_ssize_t made = 0;
+    if (single || list) {
+        for (; made < n; made++) {
+            PyObject *view = view_of(st, shm, &taken[made], length);
+            if (!view)
+                break;
+            if (single)
+                one = view;
+            else
+                PyList_SET_ITEM(list, made, view);
+        }
+    }
+    if (made == n)
+        return single ? one : list;
+    /* Nobody will ever hold the blocks not wrapped: give them back rather than lose them
+     * (the views made so far die with the list and give theirs back when finalized, but
+     * quietly: mark them given and put them here). */
+    for (Py_ssize_t j = 0; j < made && list; j++)
+        ((BlockObject *)((PyMemoryViewObject *)PyList_GET_ITEM(list, j))->mbuf->master.obj)->given = 1;
+    PYSHM_SAVE_EXCEPTION(exc);
+    for (Py_ssize_t j = 0; j < n; j++)
+        pyshm_pool_put(taken[j].pool, &shm->space.self, &taken[j], 1, GIVE_BACK_PATIENCE_NS);
+    PYSHM_RESTORE_EXCEPTION(exc);
+    Py_XDECREF(list);
+    return NULL;
+}
+
+BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op,
+                                   Py_ssize_t item)
+{
+    char where[48] = "";
+    if (item >= 0)
+        PyOS_snprintf(where, sizeof(where), " item %zd:", item);
     if (!PyMemoryView_Check(view)) {
-        PyErr_Format(PyExc_TypeError, "%s() takes a block view handed out by get() or dequeue(), not %.100s", op,
-                     Py_TYPE(view)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s():%s takes a block view handed out by get() or dequeue(), not %.100s", op,
+                     where, Py_TYPE(view)->tp_name);
         return NULL;
     }
     PyMemoryViewObject *mv = (PyMemoryViewObject *)view;
     if (mv->flags & _Py_MEMORYVIEW_RELEASED) {
-        PyErr_Format(PyExc_ValueError, "%s(): this view was released (already put back or enqueued?)", op);
+        PyErr_Format(PyExc_ValueError, "%s():%s this view was released (already put back or enqueued?)", op, where);
         return NULL;
     }
     PyObject *base = mv->mbuf->master.obj;
     if (!base || !Py_IS_TYPE(base, st->BlockType)) {
-        PyErr_Format(PyExc_ValueError, "%s(): this memoryview is not a pyshm block view (it views other memory)",
-                     op);
+        PyErr_Format(PyExc_ValueError, "%s():%s this memoryview is not a pyshm block view (it views other memory)",
+                     op, where);
         return NULL;
     }
     BlockObject *block = (BlockObject *)base;
     if (block->view != view || !(mv->flags & HANDED_OUT_FLAG)) {
         PyErr_Format(PyExc_ValueError,
-                     "%s(): this is a slice or copy of a block view; pass the view that get() or dequeue() "
+                     "%s():%s this is a slice or copy of a block view; pass the view that get() or dequeue() "
                      "returned",
-                     op);
+                     op, where);
         return NULL;
     }
     if (block->shm != shm) {
-        PyErr_Format(PyExc_ValueError, "%s(): this block belongs to another ShareMem", op);
+        PyErr_Format(PyExc_ValueError, "%s():%s this block belongs to another ShareMem", op, where);
         return NULL;
     }
     Py_ssize_t others = mv->exports + (mv->mbuf->exports - 1);
     if (others > 0) {
         PyErr_Format(PyExc_BufferError,
-                     "%s(): %zd other view(s) or array(s) still use this block; delete them first (the block "
+                     "%s():%s %zd other view(s) or array(s) still use this block; delete them first (the block "
                      "stays yours)",
-                     op, others);
+                     op, where, others);
         return NULL;
     }
     return block;
 }
 
-int pyshm_block_release_view(pyshm_state *st, BlockObject *block)
-{
-    /* The view holds the last reference to the block: releasing it may free the block. */
-    PyObject *res = st->memoryview_release ? st->memoryview_release(block->view, NULL)
-                                           : PyObject_CallMethodNoArgs(block->view, st->str_release);
-    if (!res)
-        return -1;
-    Py_DECREF(res);
-    return 0;
-}
-
-PyObject *pyshm_views_tuple(PyObject *views, const char *op)
+int pyshm_blocks_from_views(pyshm_state *st, ShareMemObject *shm, PyObject *views, const char *op,
+                            BlockObject ***blocks_out, struct pyshm_block **core_out, PyObject **keep, Py_ssize_t *n_out)
 {
     if (!PyList_Check(views) && !PyTuple_Check(views)) {
         PyErr_Format(PyExc_TypeError, "%s() takes a list or tuple of block views, not %.100s", op,
                      Py_TYPE(views)->tp_name);
-        return NULL;
+        return -1;
     }
-    return PySequence_Tuple(views);
-}
-
-int pyshm_blocks_from_views(pyshm_state *st, ShareMemObject *shm, PyObject *views, const char *op,
-                            BlockObject **blocks)
-{
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(views);
+    /* A tuple keeps every view alive for the whole call, even if another thread empties
+     * the caller's list meanwhile. */
+    PyObject *seq = PySequence_Tuple(views);
+    if (!seq)
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
+    BlockObject **blocks = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(*blocks));
+    struct pyshm_block *core = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(*core));
     Py_ssize_t i = 0;
-    int rc = 0;
-    for (; i < n; i++) {
-        blocks[i] = pyshm_block_from_view(st, shm, PySequence_Fast_GET_ITEM(views, i), op);
+    int rc = blocks && core ? 0 : -1;
+    if (rc < 0)
+        PyErr_NoMemory();
+    for (; rc == 0 && i < n; i++) {
+        blocks[i] = pyshm_block_from_view(st, shm, PyTuple_GET_ITEM(seq, i), op, i);
         if (!blocks[i]) {
             rc = -1;
             break;
@@ -170,46 +228,41 @@ int pyshm_blocks_from_views(pyshm_state *st, ShareMemObject *shm, PyObject *view
             break;
         }
         blocks[i]->marked = 1;
+        core[i] = (struct pyshm_block){blocks[i]->pool, blocks[i]->index, blocks[i]->gen};
     }
     for (Py_ssize_t j = 0; j < i; j++)
         blocks[j]->marked = 0;
-    return rc;
-}
-
-PyObject *pyshm_block_view_list(pyshm_state *st, ShareMemObject *shm, const struct pyshm_taken_block *taken,
-                                Py_ssize_t n)
-{
-    PyObject *list = PyList_New(n);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *view = list ? pyshm_block_view_new(st, shm, taken[i].pool->slot, taken[i].index, taken[i].gen,
-                                                     (Py_ssize_t)taken[i].pool->elt_size)
-                              : NULL;
-        if (!view) {
-            /* Give every other block back (view_new gave back block i); the views made
-             * so far were never seen by the caller and die with the list. */
-            for (Py_ssize_t j = 0; j < n; j++) {
-                uint64_t gen = taken[j].gen;
-                if (j != i || !list)
-                    pyshm_pool_put(taken[j].pool, taken[j].index, &gen);
-            }
-            Py_XDECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, i, view);
+    if (rc < 0) {
+        PyMem_Free(blocks);
+        PyMem_Free(core);
+        Py_DECREF(seq);
+        return -1;
     }
-    return list;
+    *blocks_out = blocks;
+    *core_out = core;
+    *keep = seq;
+    *n_out = n;
+    return 0;
 }
 
-int pyshm_block_release_views(pyshm_state *st, BlockObject **blocks, Py_ssize_t n)
+int pyshm_blocks_given(pyshm_state *st, BlockObject **blocks, Py_ssize_t n)
 {
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (pyshm_block_release_view(st, blocks[i]) < 0)
+    for (Py_ssize_t i = 0; i < n; i++) {
+        BlockObject *block = blocks[i];
+        block->given = 1;
+        /* The view holds the last reference to the block: releasing it may free it. */
+        PyObject *res = st->memoryview_release ? st->memoryview_release(block->view, NULL)
+                                               : PyObject_CallMethodNoArgs(block->view, st->str_release);
+        if (!res)
             return -1;
+        Py_DECREF(res);
+    }
     return 0;
 }
 
 static PyType_Slot block_slots[] = {
     {Py_tp_dealloc, block_dealloc},
+    {Py_tp_finalize, block_finalize},
     {Py_bf_getbuffer, block_getbuffer},
     {Py_bf_releasebuffer, block_releasebuffer},
     {Py_tp_doc, "The exporter behind a pyshm block view (internal)."},

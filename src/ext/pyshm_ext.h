@@ -1,14 +1,15 @@
 /*
- * pyshm_ext.h - what the binding files share: module state, object layouts, and the
- * one function per concern that more than one Python type needs.
+ * pyshm_ext.h - what the binding files share: module state, object layouts, and the one
+ * function per concern that more than one file needs, grouped by the file defining it.
  *
  * Ownership between the objects (strong references):
  *
  *   memoryview -> Block -> ShareMem        a live block view keeps its region mapped
- *   Mempool -> ShareMem,  Ring -> ShareMem
+ *   Mempool / Ring / RawBuffer -> ShareMem (until dealloc; cleanup() only marks closed)
  *
- * ShareMem counts the buffers it has exported in this process (memoryview(shm) and
- * every block view) and refuses to unmap while any is alive, as mmap does.
+ * ShareMem counts the buffers it has exported in this process (memoryview(shm), block
+ * views, raw buffers) and the calls asleep on it, and refuses to unmap while any is
+ * there, as mmap does.
  */
 #ifndef PYSHM_EXT_H
 #define PYSHM_EXT_H
@@ -17,15 +18,19 @@
 #include <Python.h>
 
 #include "block_ring.h"
+#include "errors.h"
 #include "mempool.h"
-#include "region.h"
+#include "rawbuf.h"
+#include "space.h"
 
 #define PYSHM_SPARE_BLOCKS 64
 
 typedef struct {
     PyTypeObject *ShareMemType;
+    PyTypeObject *CarvedType; /* the base of the three below */
     PyTypeObject *MempoolType;
     PyTypeObject *RingType;
+    PyTypeObject *RawBufferType;
     PyTypeObject *BlockType;
     PyObject *PyshmError;
     PyObject *ShareMemError;
@@ -35,9 +40,9 @@ typedef struct {
     PyObject *FullError;
     PyObject *CorruptionError;
     PyObject *ShutDown;
-    PyObject *default_shm; /* ShareMem.instance(), or NULL */
-    PyObject *str_release;
+    PyObject *default_shm;             /* ShareMem.instance(), or NULL */
     PyObject *str_block, *str_timeout; /* interned keyword names, for the fast parser */
+    PyObject *str_release;
     PyCFunction memoryview_release; /* memoryview.release's C function, if METH_NOARGS */
     /* Spent Block objects kept for reuse: one is needed for every get and dequeue. */
     PyObject *spare_blocks[PYSHM_SPARE_BLOCKS];
@@ -47,124 +52,183 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     pyshm_state *state;
-    struct pyshm_region region;
-    Py_ssize_t exports; /* buffers exported in this process, and waits under way */
+    struct pyshm_space space;
+    Py_ssize_t exports;     /* buffers exported in this process */
+    Py_ssize_t waits;       /* calls asleep on this region in this process ... */
+    uint64_t waits_fork_gen; /* ... counted in this fork generation (a child has none of them) */
     int closed;
-    PyObject *name;        /* str, or None for an unnamed region */
-    PyObject *weakreflist; /* the package maps each region to one object per process */
+    PyObject *name;         /* str, or None for an unnamed region */
+    PyObject *weakreflist;  /* the package maps each region to one object per process */
     uint64_t next_repair_ns; /* when a waiter next looks for dead processes (waiting.c) */
 } ShareMemObject;
+
+struct pyshm_carved_kind;
+
+/* The common head of Mempool, Ring and RawBuffer objects (carved.c). */
+typedef struct {
+    PyObject_HEAD
+    pyshm_state *state;
+    ShareMemObject *shm; /* held until dealloc: a call waiting in another thread may use it */
+    const struct pyshm_carved_kind *kind;
+    uint64_t offset; /* of the object in the region */
+    PyObject *name;  /* str or None */
+    int closed;      /* set by cleanup() */
+    int waits;       /* calls of this handle asleep right now */
+} CarvedObject;
+
+/* What the shared base needs to know of each carved type. */
+struct pyshm_carved_kind {
+    const char *name;     /* "Mempool" */
+    uint32_t object_kind; /* PYSHM_KIND_POOL */
+    /* Validate the object at self->offset and fill the type's own handle: 0, or -1 with
+     * an exception set. */
+    int (*open_at)(CarvedObject *self);
+    /* Wake this handle's sleepers (cleanup() while a call waits), or NULL. */
+    void (*wake)(CarvedObject *self);
+};
 
 /* The exporter behind one block view. Not visible in the module namespace. */
 typedef struct {
     PyObject_HEAD
     ShareMemObject *shm;
-    size_t pool_slot; /* index into shm->region.pools */
+    const struct pyshm_pool *pool; /* the pool table's copy: lives as long as shm's space */
     uint64_t index;
     uint64_t gen; /* generation this process holds the block at */
     char *data;
     Py_ssize_t length;
     PyObject *view; /* borrowed: the memoryview handed out, NULL once released */
     int exported;   /* set by the one export; a Block is never exported again */
+    int given;      /* the block was put back or enqueued through the view */
     int marked;     /* scratch flag: finds a block listed twice in one bulk call */
 } BlockObject;
 
-/* An error that has already set its Python exception (a signal handler raised). */
-#define PYSHM_INTERRUPTED (-1000000)
+/* Save and restore the exception being handled around code that may raise (3.11 has no
+ * PyErr_GetRaisedException). */
+#if PY_VERSION_HEX >= 0x030C0000
+#define PYSHM_SAVE_EXCEPTION(saved) PyObject *saved = PyErr_GetRaisedException()
+#define PYSHM_RESTORE_EXCEPTION(saved) PyErr_SetRaisedException(saved)
+#else
+#define PYSHM_SAVE_EXCEPTION(saved)                                                                                \
+    PyObject *saved##_type, *saved##_value, *saved##_tb;                                                           \
+    PyErr_Fetch(&saved##_type, &saved##_value, &saved##_tb)
+#define PYSHM_RESTORE_EXCEPTION(saved) PyErr_Restore(saved##_type, saved##_value, saved##_tb)
+#endif
 
-/* waiting.c */
+/* A code already turned into a Python exception (a signal handler raised, or the handle
+ * was closed while the call waited). */
+#define PYSHM_RAISED (-1000000)
+
+/* module.c ------------------------------------------------------------------------------ */
+pyshm_state *pyshm_state_of_type(PyTypeObject *type);
+PyObject *pyshm_enter(PyObject *self, PyObject *unused);
+PyObject *pyshm_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* errors.c: the exceptions, and the one table from core codes to them ------------------ */
+int pyshm_errors_init(PyObject *module, pyshm_state *st);
+/* Raise the exception for a negative core code; `what` names the call ("Ring.dequeue"). */
+void pyshm_raise(pyshm_state *st, int rc, const char *what);
+
+/* args.c: every argument of every call is checked here ------------------------------- */
+/* An int (operator.index, not bool) in [min, max]: 0, or -1 with TypeError / ValueError
+ * naming the argument and the value. */
+int pyshm_arg_u64(PyObject *obj, const char *name, uint64_t min, uint64_t max, uint64_t *out);
+/* Flags: an int in [0, 2^32) with no bit outside `known` (named in `hint`). */
+int pyshm_arg_flags(PyObject *obj, const char *name, uint32_t known, const char *hint, uint32_t *out);
+/* An object's name: NULL (no error) for None, else a str of 1 to PYSHM_NAME_MAX UTF-8 bytes. */
+int pyshm_arg_name(PyObject *obj, const char **out);
+/* A region's name as shm_open wants it ("/name"), new reference; NULL with ValueError. */
+PyObject *pyshm_arg_region_name(PyObject *name);
+
 struct pyshm_wait_options {
     int block;
     uint64_t deadline_ns; /* UINT64_MAX: no deadline */
 };
-/* From the block= and timeout= arguments (either may be NULL), as queue.Queue reads them. */
-int pyshm_wait_options(PyObject *block, PyObject *timeout, struct pyshm_wait_options *out);
-/* PyArg_ParseTupleAndKeywords for a METH_FASTCALL | METH_KEYWORDS call: the slow path
- * of methods whose common call has no keywords. */
+/* block= and timeout= (either may be NULL), as queue.Queue reads them. */
+int pyshm_arg_wait(PyObject *block, PyObject *timeout, struct pyshm_wait_options *out);
 /* Calls of the form f(<up to max_pos positionals>, *, block=..., timeout=...): fills pos[]
  * (NULL where not given) and *opts without building a tuple or a dict. 1 when done, 0
  * when the caller must parse the general way (another keyword, too many positionals),
  * -1 on error. */
 int pyshm_parse_wait_fast(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                           Py_ssize_t max_pos, PyObject **pos, struct pyshm_wait_options *opts);
-/* Calls of the form f(n, *, block=..., timeout=...) (get_many, dequeue_many): the fast
- * parser when it can, else the general one with `format` ("n|$OO:name") and kwlist. */
-int pyshm_parse_counted(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                        const char *format, char **kwlist, Py_ssize_t *n, struct pyshm_wait_options *opts);
+/* The general way: PyArg_ParseTupleAndKeywords for a METH_FASTCALL | METH_KEYWORDS call. */
 int pyshm_parse_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, const char *format,
                      char **kwlist, ...);
+/* f(pos..., *, block=..., timeout=...) with positional names in kwlist (then "block",
+ * "timeout"), `required` of them required: the fast path when it can, else the general. */
+int pyshm_parse_waiting(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                        const char *fname, char **kwlist, Py_ssize_t npos, Py_ssize_t required, PyObject **pos,
+                        struct pyshm_wait_options *opts);
+
+/* waiting.c ----------------------------------------------------------------------------- */
 /* One try of an operation that may have to wait: its core return code. */
-typedef int (*pyshm_attempt_fn)(void *ctx);
-/* Try until attempt() returns something other than `again`, sleeping on `point` between
- * tries if opts allow, after spinning for up to *spin_budget ns (adapted here); returns the last code, `again` after the deadline, or
- * PYSHM_INTERRUPTED when a signal handler raised. attempt() runs with the GIL held. */
-int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, uint32_t *spin_budget, int again,
-                     pyshm_attempt_fn attempt, void *ctx, const struct pyshm_wait_options *opts);
+typedef int64_t (*pyshm_attempt_fn)(void *ctx);
+/* Try until attempt() returns something other than `again`, spinning for up to
+ * *spin_budget ns (adapted here) then sleeping on `point`, as opts allow. Returns the
+ * last code, `again` after the deadline, or PYSHM_RAISED (exception set: a signal
+ * handler raised, or `handle` was closed meanwhile). attempt() runs with the GIL held. */
+int64_t pyshm_wait_until(ShareMemObject *shm, CarvedObject *handle, struct pyshm_waitpoint *point,
+                         uint32_t *spin_budget, int64_t again, pyshm_attempt_fn attempt, void *ctx,
+                         const struct pyshm_wait_options *opts);
 
-/* module.c */
-pyshm_state *pyshm_state_of_type(PyTypeObject *type);
-/* Turn a negative core error into the Python exception; `what` names the object. */
-void pyshm_raise(pyshm_state *st, int rc, const char *what);
-/* A positive integer argument; TypeError for non-integers (bool included), ValueError
- * below `minimum`. 0 or -1 with an exception set. */
-int pyshm_uint64_arg(PyObject *obj, const char *name, uint64_t minimum, uint64_t *out);
-
-/* shm_type.c */
+/* shm_type.c ---------------------------------------------------------------------------- */
 int pyshm_shm_module_init(PyObject *module, pyshm_state *st);
-/* New region object of `size` bytes. */
+/* New region object with `size` bytes for objects, registered (pyshm.shm). */
 ShareMemObject *pyshm_shm_create(pyshm_state *st, uint64_t size);
 /* The region to carve into: `shm` if given, else the default one; NULL (no error set)
  * when neither is there. New reference. */
 ShareMemObject *pyshm_shm_resolve(pyshm_state *st, PyObject *shm);
 /* 0 if usable, else -1 with ValueError naming `what`. */
 int pyshm_shm_check_open(ShareMemObject *shm, const char *what);
-/* The name stored in the header of the object at `offset`, or None. New reference. */
-PyObject *pyshm_object_name(const struct pyshm_region *r, uint64_t offset);
+/* This process's membership of the region, joining if needed: NULL with an exception. */
+struct pyshm_member *pyshm_shm_member(ShareMemObject *shm, const char *what);
 /* Raise ValueError for a carve that did not fit. */
 void pyshm_shm_raise_no_room(ShareMemObject *shm, const char *what, uint64_t needed);
+/* A carve's failure as the exception a user expects. */
+void pyshm_shm_raise_carve(ShareMemObject *shm, int rc, const char *what, uint64_t needed, PyObject *name);
 
-/* block_type.c */
+/* carved.c: the shared base of Mempool, Ring and RawBuffer ------------------------------ */
+int pyshm_carved_module_init(PyObject *module, pyshm_state *st);
+/* Make a carved type, subclass of the base. */
+PyTypeObject *pyshm_carved_type(PyObject *module, pyshm_state *st, PyType_Spec *spec);
+/* A new handle of `type` on the object at `offset` of shm (validated by the kind's
+ * open_at). Takes the reference to shm. */
+PyObject *pyshm_carved_open(PyTypeObject *type, ShareMemObject *shm, uint64_t offset);
+/* The region a constructor carves into (shm= or the default one), checked open; or
+ * NULL with an exception (`missing` says what to do when there is neither). New
+ * reference. */
+ShareMemObject *pyshm_carved_region(pyshm_state *st, PyObject *shm, const char *what, const char *missing);
+/* 0 if the handle and its region are open, else -1 with ValueError. */
+int pyshm_carved_check_open(CarvedObject *self);
+/* The kind of a carved type. */
+const struct pyshm_carved_kind *pyshm_carved_kind_of(pyshm_state *st, PyTypeObject *type);
+void pyshm_carved_dealloc(PyObject *self);
+
+/* mempool_type.c, ring_type.c, rawbuf_type.c ------------------------------------------------ */
+int pyshm_mempool_module_init(PyObject *module, pyshm_state *st);
+int pyshm_ring_module_init(PyObject *module, pyshm_state *st);
+int pyshm_rawbuf_module_init(PyObject *module, pyshm_state *st);
+extern const struct pyshm_carved_kind pyshm_mempool_kind, pyshm_ring_kind, pyshm_rawbuf_kind;
+
+/* block_type.c -------------------------------------------------------------------------- */
 int pyshm_block_module_init(PyObject *module, pyshm_state *st);
 /* Free the spare Block objects (module teardown). */
 void pyshm_block_free_spares(pyshm_state *st);
-/* Wrap a block this process now holds in a new writable memoryview of `length` bytes.
- * On failure the block goes back to its pool and NULL is returned. */
-PyObject *pyshm_block_view_new(pyshm_state *st, ShareMemObject *shm, size_t pool_slot, uint64_t index,
-                               uint64_t gen, Py_ssize_t length);
-/* The Block behind `view` if it is a live, unshared block view of `shm` handed out by
- * get()/dequeue(); else NULL with TypeError, ValueError or BufferError. `op` names the
- * calling method for messages. */
-BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op);
-/* Release the view after its block was handed back: any later access raises ValueError. */
-int pyshm_block_release_view(pyshm_state *st, BlockObject *block);
-/* A tuple of the items of the list or tuple `views`: it keeps every view alive for the
- * whole call, even if another thread empties the caller's list meanwhile. */
-PyObject *pyshm_views_tuple(PyObject *views, const char *op);
-/* pyshm_block_from_view for every item of a tuple from pyshm_views_tuple, refusing a
- * block listed twice. Fills blocks[] (borrowed). */
+/* The views of blocks just taken (as a list, or the one view with `single`); blocks that
+ * cannot be wrapped go back to their pools. `length`: bytes per view, 0 for the block's
+ * elt_size. */
+PyObject *pyshm_block_views(pyshm_state *st, ShareMemObject *shm, const struct pyshm_block *taken, Py_ssize_t n,
+                            Py_ssize_t length, int single);
+/* The Blocks behind the views in `views` (a list or tuple; a tuple of them is returned
+ * in *keep, holding them alive for the call), each a live, unshared block view of `shm`
+ * handed out by get()/dequeue(), none listed twice. `op` names the call. Fills blocks[]
+ * (borrowed) and core[] (the blocks as the core wants them). -1 with an exception. */
 int pyshm_blocks_from_views(pyshm_state *st, ShareMemObject *shm, PyObject *views, const char *op,
-                            BlockObject **blocks);
-/* The views of blocks just taken, as a new list; blocks that cannot be wrapped go back
- * to their pools. */
-PyObject *pyshm_block_view_list(pyshm_state *st, ShareMemObject *shm, const struct pyshm_taken_block *taken,
-                                Py_ssize_t n);
-/* Release the views of blocks handed back by a bulk call. */
-int pyshm_block_release_views(pyshm_state *st, BlockObject **blocks, Py_ssize_t n);
-
-/* An object's name argument: NULL (no error) for None, else a str of 1 to
- * PYSHM_NAME_MAX UTF-8 bytes; -1 with ValueError/TypeError otherwise. */
-int pyshm_name_arg(PyObject *obj, const char **out);
-/* The region offset of the object `name` of `kind` in shm, or -1 with ValueError
- * ("no Mempool named ...", "... is a Ring, not a Mempool"). */
-int pyshm_find_named(ShareMemObject *shm, PyObject *name, uint32_t kind, uint64_t *offset);
-
-/* mempool_type.c, ring_type.c */
-int pyshm_mempool_module_init(PyObject *module, pyshm_state *st);
-int pyshm_ring_module_init(PyObject *module, pyshm_state *st);
-
-/* Context-manager methods every type shares: __enter__ returns self, __exit__ calls
- * self.cleanup(). */
-PyObject *pyshm_enter(PyObject *self, PyObject *unused);
-PyObject *pyshm_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+                            BlockObject ***blocks, struct pyshm_block **core, PyObject **keep, Py_ssize_t *n);
+/* The one view of put(view) / enqueue(view), checked the same way. */
+BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op,
+                                   Py_ssize_t item);
+/* After a successful put or enqueue: mark the blocks given and release their views. */
+int pyshm_blocks_given(pyshm_state *st, BlockObject **blocks, Py_ssize_t n);
 
 #endif

@@ -1,7 +1,9 @@
-/* shm_type.c - ShareMem: a shared-memory region, exporting the buffer protocol. */
+/* shm_type.c - ShareMem: a shared-memory region, and this process's handle on it. */
 #include "pyshm_ext.h"
 
 #include <structmember.h>
+
+#include "liveness.h"
 
 static ShareMemObject *shm_alloc(pyshm_state *st, PyObject *name)
 {
@@ -10,34 +12,50 @@ static ShareMemObject *shm_alloc(pyshm_state *st, PyObject *name)
         return NULL;
     self->state = st;
     self->exports = 0;
+    self->waits = 0;
+    self->waits_fork_gen = 0;
     self->closed = 1; /* until mapped, so dealloc has nothing to unmap */
     self->name = Py_NewRef(name ? name : Py_None);
     self->weakreflist = NULL;
     self->next_repair_ns = 0;
-    memset(&self->region, 0, sizeof(self->region));
-    self->region.fd = -1;
+    memset(&self->space, 0, sizeof(self->space));
     return self;
 }
 
-/* "/name" for shm_open; NULL with ValueError for a name it cannot take. */
-static PyObject *posix_name(PyObject *name)
+static void raise_open_error(ShareMemObject *self, int rc, uint64_t size, uint64_t room)
 {
-    const char *utf8;
-    if (pyshm_name_arg(name, &utf8) < 0)
-        return NULL;
-    const char *bare = utf8[0] == '/' ? utf8 + 1 : utf8;
-    if (!*bare || strchr(bare, '/')) {
-        PyErr_Format(PyExc_ValueError, "region name %R: use letters, digits, '-', '_' and '.', no '/'", name);
-        return NULL;
-    }
-    return PyUnicode_FromFormat("/%s", bare);
+    if (rc == -EINVAL)
+        PyErr_Format(PyExc_ValueError, "ShareMem size must be between %llu and %llu bytes, got %llu",
+                     (unsigned long long)PYSHM_MIN_REGION_SIZE, (unsigned long long)PYSHM_MAX_REGION_SIZE,
+                     (unsigned long long)size);
+    else if (rc == -ENOSPC) {
+        PyObject *msg = PyUnicode_FromFormat(
+            "no room for a ShareMem of %llu bytes named %S: the file system behind /dev/shm has %llu bytes free "
+            "(a named region reserves all its memory at creation; an unnamed region, ShareMem(size), is not "
+            "bound by /dev/shm)",
+            (unsigned long long)pyshm_region_file_size(size), self->name, (unsigned long long)room);
+        if (msg) {
+            PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iO", ENOSPC, msg);
+            if (exc) {
+                PyErr_SetObject(PyExc_OSError, exc);
+                Py_DECREF(exc);
+            }
+            Py_DECREF(msg);
+        }
+    } else if (rc == -ENOENT || rc == -EEXIST || rc == -EACCES) {
+        errno = -rc;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->name);
+    } else if (rc == -EISDIR)
+        pyshm_raise(self->state, -PYSHM_ENOTREGION, "ShareMem");
+    else
+        pyshm_raise(self->state, rc, "ShareMem");
 }
 
-/* Create (size given) or attach (size 0) a region; named if name is not NULL. */
+/* Create (size given) or attach (size 0) a region; named if name is not NULL; or map fd. */
 static ShareMemObject *shm_open_region(pyshm_state *st, uint64_t size, PyObject *name, int fd)
 {
     PyObject *posix = NULL;
-    if (name && !(posix = posix_name(name)))
+    if (name && !(posix = pyshm_arg_region_name(name)))
         return NULL;
     ShareMemObject *self = shm_alloc(st, posix);
     Py_XDECREF(posix);
@@ -45,24 +63,19 @@ static ShareMemObject *shm_open_region(pyshm_state *st, uint64_t size, PyObject 
         return NULL;
     const char *cname = posix ? PyUnicode_AsUTF8(self->name) : NULL;
     int rc;
+    uint64_t room = 0;
     Py_BEGIN_ALLOW_THREADS
     if (fd >= 0)
-        rc = pyshm_region_attach_fd(&self->region, fd);
+        rc = pyshm_space_attach_fd(&self->space, fd, NULL);
     else if (size == 0)
-        rc = pyshm_region_attach_named(&self->region, cname);
+        rc = pyshm_space_attach_named(&self->space, cname);
     else if (cname)
-        rc = pyshm_region_create_named(&self->region, size, cname);
+        rc = pyshm_space_create_named(&self->space, size, cname, &room);
     else
-        rc = pyshm_region_create(&self->region, size);
+        rc = pyshm_space_create(&self->space, size);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
-        if (rc == -EINVAL)
-            PyErr_Format(PyExc_ValueError, "ShareMem size %llu is out of range", (unsigned long long)size);
-        else if (rc == -ENOENT || rc == -EEXIST || rc == -EACCES) {
-            errno = -rc;
-            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->name);
-        } else
-            pyshm_raise(st, rc, "ShareMem");
+        raise_open_error(self, rc, size, room);
         Py_DECREF(self);
         return NULL;
     }
@@ -88,50 +101,21 @@ ShareMemObject *pyshm_shm_create(pyshm_state *st, uint64_t size)
     return (ShareMemObject *)shm_registry("_register", shm_open_region(st, size, NULL, -1));
 }
 
-PyObject *pyshm_object_name(const struct pyshm_region *r, uint64_t offset)
-{
-    char name[PYSHM_NAME_MAX + 1];
-    memcpy(name, ((const struct pyshm_object_header *)(r->base + offset))->name, sizeof(name));
-    name[PYSHM_NAME_MAX] = 0; /* another process may have written anything here */
-    if (!name[0])
-        Py_RETURN_NONE;
-    return PyUnicode_DecodeUTF8(name, (Py_ssize_t)strlen(name), "replace");
-}
-
-int pyshm_find_named(ShareMemObject *shm, PyObject *name, uint32_t kind, uint64_t *offset)
-{
-    static const char *const kinds[] = {"object", "Mempool", "Ring"};
-    const char *cname;
-    if (pyshm_name_arg(name, &cname) < 0 || pyshm_shm_check_open(shm, kinds[kind]) < 0)
-        return -1;
-    if (!cname) {
-        PyErr_SetString(PyExc_TypeError, "name must be a str, not None");
-        return -1;
-    }
-    uint32_t found;
-    int rc = pyshm_region_find_named(&shm->region, cname, &found, offset);
-    if (rc == -ENOENT) {
-        PyErr_Format(PyExc_ValueError, "no %s named %R in this ShareMem", kinds[kind], name);
-        return -1;
-    }
-    if (rc < 0) {
-        pyshm_raise(shm->state, rc, "ShareMem");
-        return -1;
-    }
-    if (found != kind) {
-        PyErr_Format(PyExc_ValueError, "%R in this ShareMem is a %s, not a %s", name,
-                     found < 3 ? kinds[found] : "corrupt object", kinds[kind]);
-        return -1;
-    }
-    return 0;
-}
-
 int pyshm_shm_check_open(ShareMemObject *shm, const char *what)
 {
     if (!shm->closed)
         return 0;
     PyErr_Format(PyExc_ValueError, "%s: its ShareMem was cleaned up", what);
     return -1;
+}
+
+struct pyshm_member *pyshm_shm_member(ShareMemObject *shm, const char *what)
+{
+    int rc = 0;
+    struct pyshm_member *m = pyshm_space_member(&shm->space, &rc);
+    if (!m)
+        pyshm_raise(shm->state, rc, what);
+    return m;
 }
 
 ShareMemObject *pyshm_shm_resolve(pyshm_state *st, PyObject *shm)
@@ -150,12 +134,20 @@ ShareMemObject *pyshm_shm_resolve(pyshm_state *st, PyObject *shm)
 
 void pyshm_shm_raise_no_room(ShareMemObject *shm, const char *what, uint64_t needed)
 {
-    struct pyshm_region_header *h = (struct pyshm_region_header *)shm->region.base;
-    uint64_t used = atomic_load_explicit(&h->carve_end, memory_order_relaxed);
-    uint64_t free_bytes = used < shm->region.size ? shm->region.size - used : 0;
-    PyErr_Format(PyExc_ValueError, "%s needs %llu bytes of the ShareMem, which has %llu of %llu bytes left",
-                 what, (unsigned long long)needed, (unsigned long long)free_bytes,
-                 (unsigned long long)shm->region.size);
+    uint64_t carved = pyshm_region_carved(&shm->space.region);
+    PyErr_Format(PyExc_ValueError, "%s needs %llu bytes of the ShareMem, which has %llu of %llu bytes left", what,
+                 (unsigned long long)needed, (unsigned long long)(shm->space.region.size - carved),
+                 (unsigned long long)shm->space.region.size);
+}
+
+void pyshm_shm_raise_carve(ShareMemObject *shm, int rc, const char *what, uint64_t needed, PyObject *name)
+{
+    if (rc == -ENOSPC)
+        pyshm_shm_raise_no_room(shm, what, needed);
+    else if (rc == -EEXIST)
+        PyErr_Format(PyExc_ValueError, "this ShareMem already has an object named %R", name);
+    else
+        pyshm_raise(shm->state, rc, what);
 }
 
 static PyObject *shm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -163,14 +155,12 @@ static PyObject *shm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"size", "name", NULL};
     PyObject *size_obj, *name = Py_None;
     uint64_t size;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:ShareMem", kwlist, &size_obj, &name))
-        return NULL;
-    if (pyshm_uint64_arg(size_obj, "ShareMem size", 1, &size) < 0)
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:ShareMem", kwlist, &size_obj, &name) ||
+        pyshm_arg_u64(size_obj, "ShareMem size", PYSHM_MIN_REGION_SIZE, PYSHM_MAX_REGION_SIZE, &size) < 0)
         return NULL;
     /* Registered at once, so that attaching or receiving it again here, in this process
      * or in a fork child, gives back this object. */
-    return shm_registry("_register",
-                        shm_open_region(pyshm_state_of_type(type), size, name == Py_None ? NULL : name, -1));
+    return shm_registry("_register", shm_open_region(pyshm_state_of_type(type), size, name == Py_None ? NULL : name, -1));
 }
 
 static PyObject *shm_attach(PyTypeObject *type, PyObject *name)
@@ -192,7 +182,7 @@ static void shm_dealloc(ShareMemObject *self)
     if (self->weakreflist)
         PyObject_ClearWeakRefs((PyObject *)self);
     if (!self->closed)
-        pyshm_region_close(&self->region);
+        pyshm_space_close(&self->space);
     Py_XDECREF(self->name);
     type->tp_free(self);
     Py_DECREF(type);
@@ -216,11 +206,11 @@ static PyObject *shm_fileno(ShareMemObject *self, PyObject *Py_UNUSED(unused))
 {
     if (pyshm_shm_check_open(self, "ShareMem") < 0)
         return NULL;
-    if (self->region.fd < 0) {
+    if (self->space.region.fd < 0) {
         PyErr_SetString(PyExc_ValueError, "this ShareMem has no file descriptor (anonymous mapping)");
         return NULL;
     }
-    return PyLong_FromLong(self->region.fd);
+    return PyLong_FromLong(self->space.region.fd);
 }
 
 /* Pickling policy lives in pyshm/shm.py, next to the multiprocessing reducer. */
@@ -234,23 +224,36 @@ static PyObject *shm_reduce(ShareMemObject *self, PyObject *Py_UNUSED(unused))
     return res;
 }
 
+/* Calls asleep on the region in this process: a fork child has none of its parent's. */
+static Py_ssize_t waits_here(ShareMemObject *self)
+{
+    return self->waits_fork_gen == pyshm_fork_generation() ? self->waits : 0;
+}
+
 static PyObject *shm_cleanup(ShareMemObject *self, PyObject *Py_UNUSED(unused))
 {
     if (self->closed)
         Py_RETURN_NONE;
-    if (self->exports > 0) {
-        PyErr_Format(PyExc_BufferError,
-                     "cannot clean up ShareMem: %zd view(s) into it (blocks or memoryviews) are still alive "
-                     "in this process; put back, enqueue or release them first",
-                     self->exports);
+    Py_ssize_t waits = waits_here(self);
+    if (self->exports > 0 || waits > 0) {
+        if (self->exports > 0)
+            PyErr_Format(PyExc_BufferError,
+                         "cannot clean up ShareMem: %zd view(s) into it (block views, RawBuffer exports or "
+                         "memoryview(shm)) are still alive in this process; put back, enqueue or release them first",
+                         self->exports);
+        else
+            PyErr_Format(PyExc_BufferError,
+                         "cannot clean up ShareMem: %zd call(s) in other threads of this process are waiting on "
+                         "its pools or rings; let them finish, or shut the rings down first",
+                         waits);
         return NULL;
     }
     /* Mark closed before unmapping, as mmap does: nothing can reach the memory after. */
-    struct pyshm_region region = self->region;
+    struct pyshm_space space = self->space;
     self->closed = 1;
-    memset(&self->region, 0, sizeof(self->region));
-    self->region.fd = -1;
-    pyshm_region_close(&region);
+    memset(&self->space, 0, sizeof(self->space));
+    self->space.region.fd = -1;
+    pyshm_space_close(&space);
     Py_RETURN_NONE;
 }
 
@@ -274,7 +277,7 @@ static PyObject *shm_instance(PyTypeObject *type, PyObject *args, PyObject *kwds
         return NULL;
     }
     uint64_t size;
-    if (pyshm_uint64_arg(size_obj, "ShareMem size", 1, &size) < 0)
+    if (pyshm_arg_u64(size_obj, "ShareMem size", PYSHM_MIN_REGION_SIZE, PYSHM_MAX_REGION_SIZE, &size) < 0)
         return NULL;
     ShareMemObject *shm = pyshm_shm_create(st, size);
     if (!shm)
@@ -287,13 +290,17 @@ static PyObject *shm_get_size(ShareMemObject *self, void *Py_UNUSED(closure))
 {
     if (pyshm_shm_check_open(self, "ShareMem") < 0)
         return NULL;
-    return PyLong_FromUnsignedLongLong(self->region.size);
+    return PyLong_FromUnsignedLongLong(self->space.region.size);
 }
 
-static PyObject *shm_get_closed(ShareMemObject *self, void *Py_UNUSED(closure))
+static PyObject *shm_get_free(ShareMemObject *self, void *Py_UNUSED(closure))
 {
-    return PyBool_FromLong(self->closed);
+    if (pyshm_shm_check_open(self, "ShareMem") < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(self->space.region.size - pyshm_region_carved(&self->space.region));
 }
+
+static PyObject *shm_get_closed(ShareMemObject *self, void *Py_UNUSED(closure)) { return PyBool_FromLong(self->closed); }
 
 static PyObject *shm_get_name(ShareMemObject *self, void *Py_UNUSED(closure)) { return Py_NewRef(self->name); }
 
@@ -308,15 +315,24 @@ static PyObject *shm_repr(ShareMemObject *self)
         return PyUnicode_FromString("<pyshm.ShareMem closed>");
     if (self->name != Py_None)
         return PyUnicode_FromFormat("<pyshm.ShareMem name=%R size=%llu>", self->name,
-                                    (unsigned long long)self->region.size);
-    return PyUnicode_FromFormat("<pyshm.ShareMem size=%llu>", (unsigned long long)self->region.size);
+                                    (unsigned long long)self->space.region.size);
+    return PyUnicode_FromFormat("<pyshm.ShareMem size=%llu>", (unsigned long long)self->space.region.size);
 }
 
+/* The whole region, read-only: pyshm's own header, member table and objects are there,
+ * and writing them would break pools and rings (RawBuffer is the writable kind). */
 static int shm_getbuffer(ShareMemObject *self, Py_buffer *view, int flags)
 {
     if (pyshm_shm_check_open(self, "ShareMem") < 0)
         return -1;
-    if (PyBuffer_FillInfo(view, (PyObject *)self, self->region.base, (Py_ssize_t)self->region.size, 0, flags) < 0)
+    if (flags & PyBUF_WRITABLE) {
+        PyErr_SetString(PyExc_BufferError,
+                        "memoryview(shm) is read-only: pyshm's own structures are in it; carve a "
+                        "pyshm.RawBuffer for raw shared bytes");
+        return -1;
+    }
+    Py_ssize_t length = (Py_ssize_t)pyshm_region_file_size(self->space.region.size);
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->space.region.base, length, 1, flags) < 0)
         return -1;
     self->exports++;
     return 0;
@@ -326,27 +342,30 @@ static void shm_releasebuffer(ShareMemObject *self, Py_buffer *Py_UNUSED(view)) 
 
 static PyMethodDef shm_methods[] = {
     {"cleanup", (PyCFunction)shm_cleanup, METH_NOARGS,
-     "Unmap the region in this process. BufferError while views into it are alive here."},
-    {"close", (PyCFunction)shm_cleanup, METH_NOARGS, "Alias of cleanup()."},
+     "cleanup($self, /)\n--\n\nUnmap the region in this process. BufferError while views into it are "
+     "alive here or calls wait on it in other threads."},
+    {"close", (PyCFunction)shm_cleanup, METH_NOARGS, "close($self, /)\n--\n\nAlias of cleanup()."},
     {"attach", (PyCFunction)shm_attach, METH_O | METH_CLASS,
-     "attach(name): open the named region another process created."},
+     "attach($cls, name, /)\n--\n\nOpen the named region another process created."},
     {"_from_fd", (PyCFunction)shm_from_fd, METH_O | METH_CLASS,
      "Map the region in a file descriptor (taken over). Used when unpickling."},
     {"unlink", (PyCFunction)shm_unlink, METH_NOARGS,
-     "Remove the region's name; processes that have it mapped keep using it."},
-    {"fileno", (PyCFunction)shm_fileno, METH_NOARGS, "The file descriptor behind the region."},
+     "unlink($self, /)\n--\n\nRemove the region's name; processes that have it mapped keep using it."},
+    {"fileno", (PyCFunction)shm_fileno, METH_NOARGS,
+     "fileno($self, /)\n--\n\nThe file descriptor behind the region."},
     {"__reduce__", (PyCFunction)shm_reduce, METH_NOARGS, NULL},
     {"instance", (PyCFunction)(void (*)(void))shm_instance, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
-     "instance(size=None): the process-wide default ShareMem, created by the first call with a size."},
+     "instance($cls, size=None)\n--\n\nThe process-wide default ShareMem, created by the first call with a size."},
     {"__enter__", pyshm_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))pyshm_exit, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef shm_getset[] = {
-    {"size", (getter)shm_get_size, NULL, "Bytes in the region.", NULL},
+    {"size", (getter)shm_get_size, NULL, "Bytes for pools, rings and raw buffers.", NULL},
+    {"free", (getter)shm_get_free, NULL, "Bytes not carved yet.", NULL},
     {"closed", (getter)shm_get_closed, NULL, "True after cleanup().", NULL},
-    {"name", (getter)shm_get_name, NULL, "The region's name, or None.", NULL},
+    {"name", (getter)shm_get_name, NULL, "The region's name (\"/name\"), or None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -359,9 +378,12 @@ static PyType_Slot shm_slots[] = {
     {Py_tp_members, shm_members},
     {Py_bf_getbuffer, shm_getbuffer},
     {Py_bf_releasebuffer, shm_releasebuffer},
-    {Py_tp_doc, "ShareMem(size): a region of shared memory that fork children inherit.\n\n"
-                "Pools and rings are carved out of it. It exports a writable buffer over\n"
-                "the whole region: memoryview(shm)."},
+    {Py_tp_doc, "ShareMem(size, name=None)\n--\n\n"
+                "A region of shared memory with size bytes for pools, rings and raw buffers.\n\n"
+                "Unnamed, it is an anonymous memory file that fork children inherit and\n"
+                "multiprocessing passes to any child; named, POSIX shared memory /name that any\n"
+                "process of the same user can attach. memoryview(shm) is a read-only view of the\n"
+                "whole region."},
     {0, NULL},
 };
 

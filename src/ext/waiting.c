@@ -2,15 +2,16 @@
  * waiting.c - block=/timeout= for every call that can wait, with queue.Queue semantics.
  *
  * The ordering protocol lives in src/core/wait.h; this file adds what only the binding
- * can: releasing the GIL while asleep, running signal handlers between sleeps (so
- * Ctrl-C raises KeyboardInterrupt within one sleep slice), and keeping the region
- * mapped while no lock protects it.
+ * can: releasing the GIL while asleep, running signal handlers between sleeps (so Ctrl-C
+ * raises KeyboardInterrupt within one sleep slice), keeping the region mapped while no
+ * lock protects it, waking up when the handle is closed in another thread, and looking
+ * for dead processes to repair now and then.
  */
 #include "pyshm_ext.h"
 
-#include <float.h>
 #include <sched.h>
 
+#include "liveness.h"
 #include "repair.h"
 
 /*
@@ -25,106 +26,33 @@
 /* How often a sleeping waiter checks for processes that died mid-operation (repair.h). */
 #define REPAIR_PERIOD_NS UINT64_C(100000000)
 
-int pyshm_wait_options(PyObject *block, PyObject *timeout, struct pyshm_wait_options *out)
+/* While asleep without the GIL, another thread could clean up the region: count the wait
+ * so that cleanup() refuses instead of unmapping, and the handle's, so that its cleanup()
+ * wakes us. A fork child has none of these waits (their threads are not there). */
+static void waits_add(ShareMemObject *shm, CarvedObject *handle, int delta)
 {
-    out->block = 0;
-    out->deadline_ns = UINT64_MAX;
-    if (block) {
-        int truth = PyObject_IsTrue(block);
-        if (truth < 0)
-            return -1;
-        out->block = truth;
+    uint64_t gen = pyshm_fork_generation();
+    if (shm->waits_fork_gen != gen) {
+        shm->waits_fork_gen = gen;
+        shm->waits = 0;
     }
-    if (!timeout || timeout == Py_None || !out->block)
-        return 0;
-    double seconds = PyFloat_AsDouble(timeout);
-    if (seconds == -1.0 && PyErr_Occurred())
-        return -1;
-    if (!(seconds >= 0.0)) {
-        PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
-        return -1;
-    }
-    if (seconds < 1e9) /* longer is forever, for any practical purpose */
-        out->deadline_ns = pyshm_now_ns() + (uint64_t)(seconds * 1e9);
-    return 0;
+    shm->waits += delta;
+    if (handle)
+        handle->waits += delta;
 }
 
-/* Whether a keyword name is `want` (interned; the compiler interns keyword names). */
-static int keyword_is(PyObject *name, PyObject *want)
+static int64_t closed_meanwhile(CarvedObject *handle)
 {
-    return name == want || PyUnicode_Compare(name, want) == 0;
+    PyErr_Format(PyExc_ValueError, "%s was closed (cleanup() in another thread) while this call waited",
+                 handle->kind->name);
+    return PYSHM_RAISED;
 }
 
-int pyshm_parse_wait_fast(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                          Py_ssize_t max_pos, PyObject **pos, struct pyshm_wait_options *opts)
+int64_t pyshm_wait_until(ShareMemObject *shm, CarvedObject *handle, struct pyshm_waitpoint *point,
+                         uint32_t *spin_budget, int64_t again, pyshm_attempt_fn attempt, void *ctx,
+                         const struct pyshm_wait_options *opts)
 {
-    if (nargs > max_pos)
-        return 0;
-    PyObject *block = NULL, *timeout = NULL;
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        if (keyword_is(name, st->str_block) && !block)
-            block = args[nargs + i];
-        else if (keyword_is(name, st->str_timeout) && !timeout)
-            timeout = args[nargs + i];
-        else
-            return 0; /* the general parser says what is wrong, or handles it */
-    }
-    for (Py_ssize_t i = 0; i < max_pos; i++)
-        pos[i] = i < nargs ? args[i] : NULL;
-    return pyshm_wait_options(block, timeout, opts) < 0 ? -1 : 1;
-}
-
-int pyshm_parse_counted(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                        const char *format, char **kwlist, Py_ssize_t *n, struct pyshm_wait_options *opts)
-{
-    PyObject *count = NULL;
-    int fast = pyshm_parse_wait_fast(st, args, nargs, kwnames, 1, &count, opts);
-    if (fast < 0)
-        return -1;
-    if (fast == 1 && count) {
-        *n = PyNumber_AsSsize_t(count, PyExc_OverflowError);
-        return *n == -1 && PyErr_Occurred() ? -1 : 0;
-    }
-    PyObject *block = NULL, *timeout = NULL;
-    if (pyshm_parse_call(args, nargs, kwnames, format, kwlist, n, &block, &timeout) < 0)
-        return -1;
-    return pyshm_wait_options(block, timeout, opts);
-}
-
-int pyshm_parse_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, const char *format,
-                     char **kwlist, ...)
-{
-    PyObject *tuple = PyTuple_New(nargs);
-    if (!tuple)
-        return -1;
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
-    PyObject *dict = NULL;
-    if (kwnames) {
-        dict = PyDict_New();
-        for (Py_ssize_t i = 0; dict && i < PyTuple_GET_SIZE(kwnames); i++)
-            if (PyDict_SetItem(dict, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
-                Py_CLEAR(dict);
-        if (!dict) {
-            Py_DECREF(tuple);
-            return -1;
-        }
-    }
-    va_list va;
-    va_start(va, kwlist);
-    int ok = PyArg_VaParseTupleAndKeywords(tuple, dict, format, kwlist, va);
-    va_end(va);
-    Py_DECREF(tuple);
-    Py_XDECREF(dict);
-    return ok ? 0 : -1;
-}
-
-int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, uint32_t *spin_budget, int again,
-                     pyshm_attempt_fn attempt, void *ctx, const struct pyshm_wait_options *opts)
-{
-    int rc = attempt(ctx);
+    int64_t rc = attempt(ctx);
     if (rc != again || !opts->block)
         return rc;
     uint32_t budget = *spin_budget ? *spin_budget : SPIN_MAX_NS; /* 0: never waited yet */
@@ -144,18 +72,16 @@ int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, uint32_
         sched_yield();
     } while (pyshm_now_ns() < spin_until);
     *spin_budget = budget - budget / 4 < SPIN_MIN_NS ? SPIN_MIN_NS : budget - budget / 4;
-    /* Asleep without the GIL, another thread could try to clean up the region: count
-     * this wait as an export so that cleanup() refuses instead of unmapping. */
     Py_INCREF(shm);
-    shm->exports++;
+    if (handle)
+        Py_INCREF(handle);
+    waits_add(shm, handle, 1);
     for (;;) {
         uint32_t epoch = pyshm_wait_prepare(point);
         rc = attempt(ctx);
         uint64_t now = pyshm_now_ns();
-        if (rc != again || now >= opts->deadline_ns) {
-            pyshm_wait_done(point);
+        if (rc != again || now >= opts->deadline_ns)
             break;
-        }
         uint64_t left = opts->deadline_ns - now;
         /* Wake now and then to look for a process that died mid-operation and left the
          * queue stuck (repair.h): then waiting would be in vain until someone repairs. */
@@ -164,9 +90,12 @@ int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, uint32_
         Py_BEGIN_ALLOW_THREADS
         pyshm_wait_sleep(point, epoch, left);
         Py_END_ALLOW_THREADS
-        pyshm_wait_done(point);
         if (PyErr_CheckSignals() < 0) {
-            rc = PYSHM_INTERRUPTED;
+            rc = PYSHM_RAISED;
+            break;
+        }
+        if (handle && handle->closed) {
+            rc = closed_meanwhile(handle);
             break;
         }
         /* Once per period per region, across calls: short timeouts in a loop count too. */
@@ -174,10 +103,12 @@ int pyshm_wait_until(ShareMemObject *shm, struct pyshm_waitpoint *point, uint32_
         if (now >= shm->next_repair_ns) {
             struct pyshm_repair_report report;
             shm->next_repair_ns = now + REPAIR_PERIOD_NS;
-            pyshm_region_repair(&shm->region, 1, &report); /* best effort: errors surface in the attempt */
+            pyshm_repair(&shm->space, 1, &report); /* best effort: errors surface in the attempt */
         }
     }
-    shm->exports--;
+    waits_add(shm, handle, -1);
+    if (handle)
+        Py_DECREF(handle);
     Py_DECREF(shm);
     return rc;
 }

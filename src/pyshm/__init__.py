@@ -2,9 +2,12 @@
 
 - :class:`ShareMem`: a shared-memory region;
 - :class:`Mempool`: fixed-size blocks carved from a region, handed out as memoryviews;
-- :class:`Ring`: a lock-free FIFO that passes blocks from process to process.
+- :class:`Ring`: a lock-free FIFO that passes blocks from process to process;
+- :class:`RawBuffer`: raw shared bytes for your own use, carved like a pool.
 """
 from ._pyshm import (
+    MAX_MEMBERS,
+    REGION_OVERHEAD,
     LAYOUT_VERSION,
     MEMPOOL_F_SC_GET,
     MEMPOOL_F_SP_PUT,
@@ -16,6 +19,7 @@ from ._pyshm import (
     Mempool,
     MempoolError,
     PyshmError,
+    RawBuffer,
     Ring,
     RingError,
     ShareMem,
@@ -24,12 +28,13 @@ from ._pyshm import (
 )
 from .shm import get_shm, init_shm
 
-__version__ = "1.0.0"
+__version__ = "2.0.0"
 
 __all__ = [
     "ShareMem",
     "Mempool",
     "Ring",
+    "RawBuffer",
     "init_shm",
     "get_shm",
     "PyshmError",
@@ -45,4 +50,6 @@ __all__ = [
     "RING_F_SP_ENQ",
     "RING_F_SC_DEQ",
     "LAYOUT_VERSION",
+    "MAX_MEMBERS",
+    "REGION_OVERHEAD",
 ]
