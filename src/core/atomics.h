@@ -33,6 +33,14 @@ typedef _Atomic uint32_t pyshm_atomic32;
 
 #define PYSHM_ALIGN_UP(value, align) (((value) + ((align) - 1)) & ~((uint64_t)(align) - 1))
 
+/* For the few functions whose callers pass constants (a count of 1, a known callback)
+ * that should be specialised away: the hot single-block paths. */
+#if defined(__GNUC__)
+#define PYSHM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define PYSHM_ALWAYS_INLINE inline
+#endif
+
 /* A hint to the CPU inside a spin loop. */
 static inline void pyshm_cpu_relax(void)
 {

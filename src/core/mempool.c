@@ -111,39 +111,12 @@ uint64_t pyshm_pool_touched(const struct pyshm_pool *p)
     return head < p->count ? head : p->count;
 }
 
-int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, uint64_t gen, enum pyshm_block_kind to)
-{
-    uint64_t expected = pyshm_block_state(gen, from);
-    /* S1: acq_rel, see mempool.h. */
-    if (atomic_compare_exchange_strong_explicit(state, &expected, pyshm_block_state(gen + 1, to),
-                                                memory_order_acq_rel, memory_order_relaxed))
-        return 0;
-    return -PYSHM_ESTALE;
-}
-
-int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_block_kind from, uint64_t holder,
-                     uint64_t *gen)
-{
-    if (index >= p->count)
-        return -PYSHM_ECORRUPT;
-    /* The queue gave us this index alone; its state must say where it came from. */
-    uint64_t state = atomic_load_explicit(&p->states[index], memory_order_relaxed);
-    if (pyshm_block_kind_of(state) != from)
-        return -PYSHM_ECORRUPT;
-    uint64_t g = pyshm_block_gen_of(state);
-    /* S2: the holder word first; the release CAS below publishes it with the state. */
-    atomic_store_explicit(&p->holders[index], holder, memory_order_relaxed);
-    PYSHM_FAULT("block.take.holder");
-    if (pyshm_block_transition(&p->states[index], from, g, PYSHM_BLOCK_HELD) < 0)
-        return -PYSHM_ECORRUPT;
-    PYSHM_FAULT("block.take.done");
-    *gen = g + 1;
-    return 0;
-}
-
-int64_t pyshm_blocks_take(const struct pyshm_queue *q, struct pyshm_member *m, uint64_t max,
-                          enum pyshm_block_kind from, pyshm_block_resolver resolve, void *resolve_ctx,
-                          pyshm_queue_check check, void *check_ctx, struct pyshm_block *blocks)
+/* The one body of every take (pyshm_blocks_take): inlined where its callers pass
+ * constants, so that the single-block path of get() and dequeue() is compiled for one. */
+static PYSHM_ALWAYS_INLINE int64_t take_blocks(const struct pyshm_queue *q, struct pyshm_member *m, uint64_t max,
+                                               enum pyshm_block_kind from, pyshm_block_resolver resolve,
+                                               void *resolve_ctx, pyshm_queue_check check, void *check_ctx,
+                                               struct pyshm_block *blocks)
 {
     if (max > q->ring.capacity)
         max = q->ring.capacity;
@@ -188,21 +161,10 @@ int64_t pyshm_blocks_take(const struct pyshm_queue *q, struct pyshm_member *m, u
     return -PYSHM_ECORRUPT;
 }
 
-int pyshm_block_check_held(const struct pyshm_pool *p, uint64_t index, uint64_t gen, uint64_t holder)
-{
-    if (index >= p->count)
-        return -EINVAL;
-    /* S2 acquire: the holder word of the generation read. */
-    uint64_t state = atomic_load_explicit(&p->states[index], memory_order_acquire);
-    if (state != pyshm_block_state(gen, PYSHM_BLOCK_HELD))
-        return -PYSHM_ESTALE;
-    if (atomic_load_explicit(&p->holders[index], memory_order_relaxed) != holder)
-        return -PYSHM_ENOTYOURS;
-    return 0;
-}
-
-int pyshm_blocks_hand_over(const struct pyshm_queue *q, struct pyshm_member *m, const struct pyshm_block *blocks,
-                           uint64_t n, enum pyshm_block_kind to, int by_offset)
+/* The one body of every hand-over (pyshm_blocks_hand_over), inlined like take_blocks. */
+static PYSHM_ALWAYS_INLINE int hand_over_blocks(const struct pyshm_queue *q, struct pyshm_member *m,
+                                                const struct pyshm_block *blocks, uint64_t n,
+                                                enum pyshm_block_kind to, int by_offset)
 {
     if (n == 0)
         return 0;
@@ -242,6 +204,23 @@ int pyshm_blocks_hand_over(const struct pyshm_queue *q, struct pyshm_member *m, 
     return rc;
 }
 
+int64_t pyshm_blocks_take(const struct pyshm_queue *q, struct pyshm_member *m, uint64_t max,
+                          enum pyshm_block_kind from, pyshm_block_resolver resolve, void *resolve_ctx,
+                          pyshm_queue_check check, void *check_ctx, struct pyshm_block *blocks)
+{
+    if (max == 1)
+        return take_blocks(q, m, 1, from, resolve, resolve_ctx, check, check_ctx, blocks);
+    return take_blocks(q, m, max, from, resolve, resolve_ctx, check, check_ctx, blocks);
+}
+
+int pyshm_blocks_hand_over(const struct pyshm_queue *q, struct pyshm_member *m, const struct pyshm_block *blocks,
+                           uint64_t n, enum pyshm_block_kind to, int by_offset)
+{
+    if (n == 1)
+        return hand_over_blocks(q, m, blocks, 1, to, by_offset);
+    return hand_over_blocks(q, m, blocks, n, to, by_offset);
+}
+
 /* Values of a pool's own free queue are block indices. */
 static int resolve_index(void *ctx, uint64_t value, const struct pyshm_pool **pool, uint64_t *index)
 {
@@ -252,9 +231,11 @@ static int resolve_index(void *ctx, uint64_t value, const struct pyshm_pool **po
 
 int64_t pyshm_pool_get(const struct pyshm_pool *p, struct pyshm_member *m, struct pyshm_block *blocks, uint64_t max)
 {
+    if (max == 1)
+        return take_blocks(&p->free_queue, m, 1, PYSHM_BLOCK_FREE, resolve_index, (void *)p, NULL, NULL, blocks);
     if (max == 0)
         return 0;
-    return pyshm_blocks_take(&p->free_queue, m, max, PYSHM_BLOCK_FREE, resolve_index, (void *)p, NULL, NULL, blocks);
+    return take_blocks(&p->free_queue, m, max, PYSHM_BLOCK_FREE, resolve_index, (void *)p, NULL, NULL, blocks);
 }
 
 int pyshm_pool_put(const struct pyshm_pool *p, struct pyshm_member *m, const struct pyshm_block *blocks, uint64_t n,
@@ -271,7 +252,8 @@ int pyshm_pool_put(const struct pyshm_pool *p, struct pyshm_member *m, const str
      */
     uint64_t deadline = 0;
     for (unsigned attempt = 0;; attempt++) {
-        int rc = pyshm_blocks_hand_over(&p->free_queue, m, blocks, n, PYSHM_BLOCK_FREE, 0);
+        int rc = n == 1 ? hand_over_blocks(&p->free_queue, m, blocks, 1, PYSHM_BLOCK_FREE, 0)
+                        : hand_over_blocks(&p->free_queue, m, blocks, n, PYSHM_BLOCK_FREE, 0);
         if (rc != -PYSHM_EFULL)
             return rc;
         if (attempt < 16)

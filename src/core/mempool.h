@@ -62,6 +62,8 @@
 #include <stdint.h>
 
 #include "atomics.h"
+#include "errors.h"
+#include "fault.h"
 #include "layout.h"
 #include "member.h"
 #include "queue.h"
@@ -159,6 +161,17 @@ int64_t pyshm_pool_get(const struct pyshm_pool *p, struct pyshm_member *m, struc
 int pyshm_pool_put(const struct pyshm_pool *p, struct pyshm_member *m, const struct pyshm_block *blocks, uint64_t n,
                    uint64_t patience_ns);
 
+/* Move a block's state from (from, gen) to (to, gen + 1). 0 or -PYSHM_ESTALE. */
+static inline int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, uint64_t gen, enum pyshm_block_kind to)
+{
+    uint64_t expected = pyshm_block_state(gen, from);
+    /* S1: acq_rel, see mempool.h. */
+    if (atomic_compare_exchange_strong_explicit(state, &expected, pyshm_block_state(gen + 1, to),
+                                                memory_order_acq_rel, memory_order_relaxed))
+        return 0;
+    return -PYSHM_ESTALE;
+}
+
 /* ---- the two moves (used by pools, rings and repair) ------------------------------------ */
 
 /* Maps a value read from a queue to a block: 0, or non-zero for a value that names no
@@ -179,8 +192,25 @@ int64_t pyshm_blocks_take(const struct pyshm_queue *q, struct pyshm_member *m, u
 /* Take block `index` of p, just claimed from a queue where it was in state `from`, for
  * the member whose holder word is `holder`: 0 with *gen (the generation now held), or
  * -PYSHM_ECORRUPT (it was not in state `from`). */
-int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_block_kind from, uint64_t holder,
-                     uint64_t *gen);
+static inline int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, enum pyshm_block_kind from, uint64_t holder,
+                     uint64_t *gen)
+{
+    if (index >= p->count)
+        return -PYSHM_ECORRUPT;
+    /* The queue gave us this index alone; its state must say where it came from. */
+    uint64_t state = atomic_load_explicit(&p->states[index], memory_order_relaxed);
+    if (pyshm_block_kind_of(state) != from)
+        return -PYSHM_ECORRUPT;
+    uint64_t g = pyshm_block_gen_of(state);
+    /* S2: the holder word first; the release CAS below publishes it with the state. */
+    atomic_store_explicit(&p->holders[index], holder, memory_order_relaxed);
+    PYSHM_FAULT("block.take.holder");
+    if (pyshm_block_transition(&p->states[index], from, g, PYSHM_BLOCK_HELD) < 0)
+        return -PYSHM_ECORRUPT;
+    PYSHM_FAULT("block.take.done");
+    *gen = g + 1;
+    return 0;
+}
 
 /*
  * Hand n blocks held by m over to q, all or none, in order, moving each to `to`; q
@@ -193,9 +223,18 @@ int pyshm_blocks_hand_over(const struct pyshm_queue *q, struct pyshm_member *m, 
 
 /* Whether block `index` of p is HELD at generation gen by the member whose holder word is
  * `holder`: 0, -PYSHM_ESTALE, -PYSHM_ENOTYOURS or -EINVAL. */
-int pyshm_block_check_held(const struct pyshm_pool *p, uint64_t index, uint64_t gen, uint64_t holder);
+static inline int pyshm_block_check_held(const struct pyshm_pool *p, uint64_t index, uint64_t gen, uint64_t holder)
+{
+    if (index >= p->count)
+        return -EINVAL;
+    /* S2 acquire: the holder word of the generation read. */
+    uint64_t state = atomic_load_explicit(&p->states[index], memory_order_acquire);
+    if (state != pyshm_block_state(gen, PYSHM_BLOCK_HELD))
+        return -PYSHM_ESTALE;
+    if (atomic_load_explicit(&p->holders[index], memory_order_relaxed) != holder)
+        return -PYSHM_ENOTYOURS;
+    return 0;
+}
 
-/* Move a block's state from (from, gen) to (to, gen + 1). 0 or -PYSHM_ESTALE. */
-int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block_kind from, uint64_t gen, enum pyshm_block_kind to);
 
 #endif

@@ -97,8 +97,16 @@ struct pyshm_ring {
     pyshm_atomic64 *deq_pos;
     struct pyshm_ring_slot *slots;
     uint64_t capacity;
+    uint64_t mask;  /* capacity - 1 when the capacity is a power of two (no division), else 0 */
     int start_full; /* zero-filled memory reads as full, slot i holding the value i */
 };
+
+/* Fill in the derived fields of a handle whose capacity is set. */
+static inline void pyshm_ring_set_capacity(struct pyshm_ring *r, uint64_t capacity)
+{
+    r->capacity = capacity;
+    r->mask = (capacity & (capacity - 1)) == 0 ? capacity - 1 : 0;
+}
 
 /* A claim that loses this many races in a row gives up: contention between correct
  * processes never comes close, a garbage sequence word could loop forever. */
@@ -113,7 +121,10 @@ static inline uint64_t pyshm_ring_seq_bias(const struct pyshm_ring *r)
     return r->start_full ? (uint64_t)PYSHM_RING_FULL : 0;
 }
 
-static inline uint64_t pyshm_ring_index(const struct pyshm_ring *r, uint64_t pos) { return pos % r->capacity; }
+static inline uint64_t pyshm_ring_index(const struct pyshm_ring *r, uint64_t pos)
+{
+    return r->mask || r->capacity == 1 ? pos & r->mask : pos % r->capacity;
+}
 
 static inline struct pyshm_ring_slot *pyshm_ring_slot_at(const struct pyshm_ring *r, uint64_t pos)
 {
@@ -128,9 +139,10 @@ static inline uint64_t pyshm_ring_seq_encode(const struct pyshm_ring *r, uint64_
     return seq - pyshm_ring_index(r, pos) * 8 - pyshm_ring_seq_bias(r);
 }
 
-static inline uint64_t pyshm_ring_seq_decode(const struct pyshm_ring *r, uint64_t pos, uint64_t stored)
+/* The sequence word of slot `index` (of position pos), from its stored form. */
+static inline uint64_t pyshm_ring_seq_decode(const struct pyshm_ring *r, uint64_t index, uint64_t stored)
 {
-    return stored + pyshm_ring_index(r, pos) * 8 + pyshm_ring_seq_bias(r);
+    return stored + index * 8 + pyshm_ring_seq_bias(r);
 }
 
 /* The enq counter of a ring that starts full is stored minus the capacity. */
@@ -167,8 +179,9 @@ static inline enum pyshm_ring_phase pyshm_ring_ready_phase(enum pyshm_ring_side 
  * > 0 past it. One acquire load (R1 for consumers, R2 for producers). */
 static inline int64_t pyshm_ring_distance(const struct pyshm_ring *r, uint64_t pos, enum pyshm_ring_phase phase)
 {
-    uint64_t stored = atomic_load_explicit(&pyshm_ring_slot_at(r, pos)->seq, memory_order_acquire);
-    return (int64_t)(pyshm_ring_seq_decode(r, pos, stored) - pyshm_ring_seq(pos, phase));
+    uint64_t index = pyshm_ring_index(r, pos);
+    uint64_t stored = atomic_load_explicit(&r->slots[index].seq, memory_order_acquire);
+    return (int64_t)(pyshm_ring_seq_decode(r, index, stored) - pyshm_ring_seq(pos, phase));
 }
 
 /*
@@ -190,7 +203,7 @@ typedef int (*pyshm_ring_before_claim)(void *ctx, uint64_t pos, uint64_t n);
  * can claim p while the counter reads below p, so checking the slots before the CAS is
  * enough. The CAS is a release (A1 in member.h): it publishes what `before` wrote.
  */
-static inline int64_t pyshm_ring_claim(const struct pyshm_ring *r, enum pyshm_ring_side side, uint64_t min,
+static PYSHM_ALWAYS_INLINE int64_t pyshm_ring_claim(const struct pyshm_ring *r, enum pyshm_ring_side side, uint64_t min,
                                        uint64_t max, uint64_t *pos_out, pyshm_ring_before_claim before, void *ctx)
 {
     pyshm_atomic64 *counter = pyshm_ring_counter(r, side);
@@ -273,8 +286,9 @@ static inline void pyshm_ring_release(const struct pyshm_ring *r, uint64_t pos)
  * as -1, later laps as PYSHM_RING_DRAINING + 1. */
 static inline int pyshm_ring_phase_now(const struct pyshm_ring *r, uint64_t pos)
 {
-    uint64_t stored = atomic_fetch_add_explicit(&pyshm_ring_slot_at(r, pos)->seq, 0, memory_order_acquire);
-    int64_t d = (int64_t)(pyshm_ring_seq_decode(r, pos, stored) - pyshm_ring_seq(pos, PYSHM_RING_EMPTY));
+    uint64_t index = pyshm_ring_index(r, pos);
+    uint64_t stored = atomic_fetch_add_explicit(&r->slots[index].seq, 0, memory_order_acquire);
+    int64_t d = (int64_t)(pyshm_ring_seq_decode(r, index, stored) - pyshm_ring_seq(pos, PYSHM_RING_EMPTY));
     if (d < 0)
         return -1;
     return d > PYSHM_RING_DRAINING ? PYSHM_RING_DRAINING + 1 : (int)d;

@@ -68,7 +68,8 @@ static void block_finalize(BlockObject *self)
 static void block_dealloc(BlockObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+    /* Only a block not given back has anything to finalize (the common case skips it). */
+    if (!self->given && PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
         return; /* resurrected */
     pyshm_state *st = PyType_GetModuleState(type);
     Py_CLEAR(self->shm);
@@ -119,9 +120,22 @@ static PyObject *view_of(pyshm_state *st, ShareMemObject *shm, const struct pysh
     return view;
 }
 
+PyObject *pyshm_block_view(pyshm_state *st, ShareMemObject *shm, const struct pyshm_block *taken, Py_ssize_t length)
+{
+    PyObject *view = view_of(st, shm, taken, length);
+    if (!view) {
+        PYSHM_SAVE_EXCEPTION(exc);
+        pyshm_pool_put(taken->pool, &shm->space.self, taken, 1, GIVE_BACK_PATIENCE_NS);
+        PYSHM_RESTORE_EXCEPTION(exc);
+    }
+    return view;
+}
+
 PyObject *pyshm_block_views(pyshm_state *st, ShareMemObject *shm, const struct pyshm_block *taken, Py_ssize_t n,
                             Py_ssize_t length, int single)
 {
+    if (single && n == 1)
+        return pyshm_block_view(st, shm, taken, length);
     PyObject *list = single ? NULL : PyList_New(n);
     PyObject *one = NULL;
     Py_ssize_t made = 0;

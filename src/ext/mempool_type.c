@@ -114,7 +114,8 @@ static PyObject *get_blocks(MempoolObject *self, uint64_t max, const struct pysh
     else if (got < 0)
         pyshm_raise(base->state, (int)got, "Mempool.get");
     else
-        result = pyshm_block_views(base->state, base->shm, blocks, (Py_ssize_t)got, 0, single);
+        result = single ? pyshm_block_view(base->state, base->shm, blocks, 0)
+                        : pyshm_block_views(base->state, base->shm, blocks, (Py_ssize_t)got, 0, 0);
     if (blocks != &one)
         PyMem_Free(blocks);
     return result;

@@ -154,11 +154,25 @@ int pyshm_parse_wait_fast(pyshm_state *st, PyObject *const *args, Py_ssize_t nar
 /* The general way: PyArg_ParseTupleAndKeywords for a METH_FASTCALL | METH_KEYWORDS call. */
 int pyshm_parse_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, const char *format,
                      char **kwlist, ...);
+int pyshm_parse_waiting_slow(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                             const char *fname, char **kwlist, Py_ssize_t npos, Py_ssize_t required,
+                             PyObject **pos, struct pyshm_wait_options *opts);
 /* f(pos..., *, block=..., timeout=...) with positional names in kwlist (then "block",
- * "timeout"), `required` of them required: the fast path when it can, else the general. */
-int pyshm_parse_waiting(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                        const char *fname, char **kwlist, Py_ssize_t npos, Py_ssize_t required, PyObject **pos,
-                        struct pyshm_wait_options *opts);
+ * "timeout"), `required` of them required (npos <= 2). The common call, positionals only,
+ * is parsed right here; anything else the general way. */
+static inline int pyshm_parse_waiting(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                                      const char *fname, char **kwlist, Py_ssize_t npos, Py_ssize_t required,
+                                      PyObject **pos, struct pyshm_wait_options *opts)
+{
+    if (!kwnames && nargs >= required && nargs <= npos) {
+        for (Py_ssize_t i = 0; i < npos; i++)
+            pos[i] = i < nargs ? args[i] : NULL;
+        opts->block = 0;
+        opts->deadline_ns = UINT64_MAX;
+        return 0;
+    }
+    return pyshm_parse_waiting_slow(st, args, nargs, kwnames, fname, kwlist, npos, required, pos, opts);
+}
 
 /* waiting.c ----------------------------------------------------------------------------- */
 /* One try of an operation that may have to wait: its core return code. */
@@ -178,10 +192,20 @@ ShareMemObject *pyshm_shm_create(pyshm_state *st, uint64_t size);
 /* The region to carve into: `shm` if given, else the default one; NULL (no error set)
  * when neither is there. New reference. */
 ShareMemObject *pyshm_shm_resolve(pyshm_state *st, PyObject *shm);
+int pyshm_shm_raise_closed(const char *what);
 /* 0 if usable, else -1 with ValueError naming `what`. */
-int pyshm_shm_check_open(ShareMemObject *shm, const char *what);
+static inline int pyshm_shm_check_open(ShareMemObject *shm, const char *what)
+{
+    return shm->closed ? pyshm_shm_raise_closed(what) : 0;
+}
+struct pyshm_member *pyshm_shm_join(ShareMemObject *shm, const char *what);
 /* This process's membership of the region, joining if needed: NULL with an exception. */
-struct pyshm_member *pyshm_shm_member(ShareMemObject *shm, const char *what);
+static inline struct pyshm_member *pyshm_shm_member(ShareMemObject *shm, const char *what)
+{
+    if (pyshm_member_is_current(&shm->space.self))
+        return &shm->space.self;
+    return pyshm_shm_join(shm, what);
+}
 /* Raise ValueError for a carve that did not fit. */
 void pyshm_shm_raise_no_room(ShareMemObject *shm, const char *what, uint64_t needed);
 /* A carve's failure as the exception a user expects. */
@@ -198,8 +222,12 @@ PyObject *pyshm_carved_open(PyTypeObject *type, ShareMemObject *shm, uint64_t of
  * NULL with an exception (`missing` says what to do when there is neither). New
  * reference. */
 ShareMemObject *pyshm_carved_region(pyshm_state *st, PyObject *shm, const char *what, const char *missing);
+int pyshm_carved_raise_closed(CarvedObject *self);
 /* 0 if the handle and its region are open, else -1 with ValueError. */
-int pyshm_carved_check_open(CarvedObject *self);
+static inline int pyshm_carved_check_open(CarvedObject *self)
+{
+    return self->closed || self->shm->closed ? pyshm_carved_raise_closed(self) : 0;
+}
 /* The kind of a carved type. */
 const struct pyshm_carved_kind *pyshm_carved_kind_of(pyshm_state *st, PyTypeObject *type);
 void pyshm_carved_dealloc(PyObject *self);
@@ -214,6 +242,9 @@ extern const struct pyshm_carved_kind pyshm_mempool_kind, pyshm_ring_kind, pyshm
 int pyshm_block_module_init(PyObject *module, pyshm_state *st);
 /* Free the spare Block objects (module teardown). */
 void pyshm_block_free_spares(pyshm_state *st);
+/* A view of one block just taken (length 0: its elt_size), or NULL with the block given
+ * back. */
+PyObject *pyshm_block_view(pyshm_state *st, ShareMemObject *shm, const struct pyshm_block *taken, Py_ssize_t length);
 /* The views of blocks just taken (as a list, or the one view with `single`); blocks that
  * cannot be wrapped go back to their pools. `length`: bytes per view, 0 for the block's
  * elt_size. */

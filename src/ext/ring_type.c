@@ -201,7 +201,8 @@ static PyObject *dequeue_blocks(RingObject *self, uint64_t min_size, uint64_t ma
     else if (got < 0)
         ring_raise(self, got, what);
     else
-        result = pyshm_block_views(base->state, base->shm, taken, (Py_ssize_t)got, (Py_ssize_t)min_size, single);
+        result = single ? pyshm_block_view(base->state, base->shm, taken, (Py_ssize_t)min_size)
+                        : pyshm_block_views(base->state, base->shm, taken, (Py_ssize_t)got, 0, 0);
     if (taken != &one)
         PyMem_Free(taken);
     return result;

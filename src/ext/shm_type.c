@@ -101,21 +101,20 @@ ShareMemObject *pyshm_shm_create(pyshm_state *st, uint64_t size)
     return (ShareMemObject *)shm_registry("_register", shm_open_region(st, size, NULL, -1));
 }
 
-int pyshm_shm_check_open(ShareMemObject *shm, const char *what)
+int pyshm_shm_raise_closed(const char *what)
 {
-    if (!shm->closed)
-        return 0;
     PyErr_Format(PyExc_ValueError, "%s: its ShareMem was cleaned up", what);
     return -1;
 }
 
-struct pyshm_member *pyshm_shm_member(ShareMemObject *shm, const char *what)
+struct pyshm_member *pyshm_shm_join(ShareMemObject *shm, const char *what)
 {
-    int rc = 0;
-    struct pyshm_member *m = pyshm_space_member(&shm->space, &rc);
-    if (!m)
+    int rc = pyshm_space_join(&shm->space);
+    if (rc < 0) {
         pyshm_raise(shm->state, rc, what);
-    return m;
+        return NULL;
+    }
+    return &shm->space.self;
 }
 
 ShareMemObject *pyshm_shm_resolve(pyshm_state *st, PyObject *shm)

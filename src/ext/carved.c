@@ -1,0 +1,242 @@
+/*
+ * carved.c - the shared base of the objects carved out of a region (Mempool, Ring,
+ * RawBuffer): their region, offset, name and closed state, opening one by name or offset,
+ * pickling, cleanup and the getters they have in common. Each type adds its own handle
+ * after the CarvedObject head and says how to validate it (struct pyshm_carved_kind).
+ */
+#include "pyshm_ext.h"
+
+const struct pyshm_carved_kind *pyshm_carved_kind_of(pyshm_state *st, PyTypeObject *type)
+{
+    if (type == st->MempoolType)
+        return &pyshm_mempool_kind;
+    if (type == st->RingType)
+        return &pyshm_ring_kind;
+    if (type == st->RawBufferType)
+        return &pyshm_rawbuf_kind;
+    return NULL;
+}
+
+static const char *kind_name(uint32_t kind)
+{
+    switch (kind) {
+    case PYSHM_KIND_POOL:
+        return "Mempool";
+    case PYSHM_KIND_RING:
+        return "Ring";
+    case PYSHM_KIND_RAW:
+        return "RawBuffer";
+    default:
+        return "corrupt object";
+    }
+}
+
+static PyObject *object_name(const struct pyshm_region *r, uint64_t offset)
+{
+    char name[PYSHM_NAME_MAX + 1];
+    memcpy(name, ((const struct pyshm_object_header *)(r->base + offset))->name, sizeof(name));
+    name[PYSHM_NAME_MAX] = 0; /* another process may have written anything here */
+    if (!name[0])
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8(name, (Py_ssize_t)strlen(name), "replace");
+}
+
+PyObject *pyshm_carved_open(PyTypeObject *type, ShareMemObject *shm, uint64_t offset)
+{
+    CarvedObject *self = (CarvedObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        Py_DECREF(shm);
+        return NULL;
+    }
+    self->state = shm->state;
+    self->shm = shm;
+    self->kind = pyshm_carved_kind_of(shm->state, type);
+    self->offset = offset;
+    if (self->kind->open_at(self) < 0 || !(self->name = object_name(&shm->space.region, offset))) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+ShareMemObject *pyshm_carved_region(pyshm_state *st, PyObject *shm_obj, const char *what, const char *missing)
+{
+    ShareMemObject *shm = pyshm_shm_resolve(st, shm_obj);
+    if (!shm) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "%s needs a ShareMem to live in: %s", what, missing);
+        return NULL;
+    }
+    if (pyshm_shm_check_open(shm, what) < 0) {
+        Py_DECREF(shm);
+        return NULL;
+    }
+    return shm;
+}
+
+int pyshm_carved_raise_closed(CarvedObject *self)
+{
+    if (self->closed) {
+        PyErr_Format(PyExc_ValueError, "%s is closed", self->kind->name);
+        return -1;
+    }
+    return pyshm_shm_raise_closed(self->kind->name);
+}
+
+void pyshm_carved_dealloc(PyObject *obj)
+{
+    CarvedObject *self = (CarvedObject *)obj;
+    PyTypeObject *type = Py_TYPE(self);
+    Py_XDECREF(self->shm);
+    Py_XDECREF(self->name);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+/* cls.attach(shm, name) and cls._from_offset(shm, offset): the object at an offset. */
+static PyObject *open_checked(PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs, int by_name)
+{
+    pyshm_state *st = pyshm_state_of_type(type);
+    const struct pyshm_carved_kind *kind = st ? pyshm_carved_kind_of(st, type) : NULL;
+    if (!kind) {
+        PyErr_SetString(PyExc_TypeError, "only Mempool, Ring and RawBuffer can be attached");
+        return NULL;
+    }
+    if (nargs != 2 || !Py_IS_TYPE(args[0], st->ShareMemType)) {
+        PyErr_Format(PyExc_TypeError, "%s.%s(shm, %s) takes a ShareMem and %s", kind->name,
+                     by_name ? "attach" : "_from_offset", by_name ? "name" : "offset", by_name ? "a name" : "an int");
+        return NULL;
+    }
+    ShareMemObject *shm = (ShareMemObject *)args[0];
+    uint64_t offset;
+    if (pyshm_shm_check_open(shm, kind->name) < 0)
+        return NULL;
+    if (by_name) {
+        const char *cname;
+        if (pyshm_arg_name(args[1], &cname) < 0)
+            return NULL;
+        if (!cname) {
+            PyErr_SetString(PyExc_TypeError, "name must be a str, not None");
+            return NULL;
+        }
+        uint32_t found;
+        int rc = pyshm_region_find_named(&shm->space.region, cname, &found, &offset);
+        if (rc == -ENOENT) {
+            PyErr_Format(PyExc_ValueError, "no %s named %R in this ShareMem", kind->name, args[1]);
+            return NULL;
+        }
+        if (rc < 0) {
+            pyshm_raise(st, rc, "ShareMem");
+            return NULL;
+        }
+        if (found != kind->object_kind) {
+            PyErr_Format(PyExc_ValueError, "%R in this ShareMem is a %s, not a %s", args[1], kind_name(found),
+                         kind->name);
+            return NULL;
+        }
+    } else if (pyshm_arg_u64(args[1], "offset", 0, UINT64_MAX, &offset) < 0) {
+        return NULL;
+    }
+    return pyshm_carved_open(type, (ShareMemObject *)Py_NewRef(shm), offset);
+}
+
+static PyObject *carved_attach(PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs)
+{
+    return open_checked(type, args, nargs, 1);
+}
+
+static PyObject *carved_from_offset(PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs)
+{
+    return open_checked(type, args, nargs, 0);
+}
+
+static PyObject *carved_reduce(CarvedObject *self, PyObject *Py_UNUSED(unused))
+{
+    if (pyshm_carved_check_open(self) < 0)
+        return NULL;
+    PyObject *rebuild = PyObject_GetAttrString((PyObject *)Py_TYPE(self), "_from_offset");
+    if (!rebuild)
+        return NULL;
+    return Py_BuildValue("N(OK)", rebuild, self->shm, (unsigned long long)self->offset);
+}
+
+static PyObject *carved_cleanup(CarvedObject *self, PyObject *Py_UNUSED(unused))
+{
+    /* Views already handed out keep their own reference to the region. A call waiting on
+     * this handle in another thread is woken and raises (waiting.c). */
+    self->closed = 1;
+    if (self->waits > 0 && self->kind->wake)
+        self->kind->wake(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *carved_get_closed(CarvedObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->closed || self->shm->closed);
+}
+
+static PyObject *carved_get_shm(CarvedObject *self, void *Py_UNUSED(closure))
+{
+    if (self->closed)
+        Py_RETURN_NONE;
+    return Py_NewRef(self->shm);
+}
+
+static PyObject *carved_get_name(CarvedObject *self, void *Py_UNUSED(closure)) { return Py_NewRef(self->name); }
+
+static PyObject *carved_get_offset(CarvedObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(self->offset);
+}
+
+static PyMethodDef carved_methods[] = {
+    {"attach", (PyCFunction)(void (*)(void))carved_attach, METH_FASTCALL | METH_CLASS,
+     "attach($cls, shm, name, /)\n--\n\nThe object created with this name in shm."},
+    {"_from_offset", (PyCFunction)(void (*)(void))carved_from_offset, METH_FASTCALL | METH_CLASS,
+     "The object at a region offset (used when unpickling)."},
+    {"__reduce__", (PyCFunction)carved_reduce, METH_NOARGS, NULL},
+    {"cleanup", (PyCFunction)carved_cleanup, METH_NOARGS,
+     "cleanup($self, /)\n--\n\nClose this process's handle (the object goes on for other handles and "
+     "processes). A call waiting on it in another thread wakes and raises ValueError."},
+    {"close", (PyCFunction)carved_cleanup, METH_NOARGS, "close($self, /)\n--\n\nAlias of cleanup()."},
+    {"__enter__", pyshm_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))pyshm_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef carved_getset[] = {
+    {"closed", (getter)carved_get_closed, NULL, "True after cleanup() here or of its ShareMem.", NULL},
+    {"shm", (getter)carved_get_shm, NULL, "The ShareMem it lives in (None once closed).", NULL},
+    {"name", (getter)carved_get_name, NULL, "Its name in its ShareMem, or None.", NULL},
+    {"offset", (getter)carved_get_offset, NULL, "Where it starts in its ShareMem.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot carved_slots[] = {
+    {Py_tp_dealloc, pyshm_carved_dealloc},
+    {Py_tp_methods, carved_methods},
+    {Py_tp_getset, carved_getset},
+    {Py_tp_doc, "The base of the objects carved out of a ShareMem (internal)."},
+    {0, NULL},
+};
+
+static PyType_Spec carved_spec = {
+    .name = "pyshm._pyshm.Carved",
+    .basicsize = sizeof(CarvedObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = carved_slots,
+};
+
+int pyshm_carved_module_init(PyObject *module, pyshm_state *st)
+{
+    st->CarvedType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &carved_spec, NULL);
+    return st->CarvedType ? 0 : -1;
+}
+
+PyTypeObject *pyshm_carved_type(PyObject *module, pyshm_state *st, PyType_Spec *spec)
+{
+    PyTypeObject *type = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, (PyObject *)st->CarvedType);
+    if (type && PyModule_AddType(module, type) < 0)
+        Py_CLEAR(type);
+    return type;
+}
