@@ -3,51 +3,39 @@ import glob
 import os
 
 from setuptools import Extension, setup
-from setuptools.command.build_ext import build_ext
 
+# The C core (src/core, pure C11, no Python.h) and the CPython binding (src/ext).
+# tests/test_build.py checks that these lists name every .c file of the two folders.
 CORE = [
-    "src/core/region.c",
-    "src/core/mempool.c",
     "src/core/block_ring.c",
-    "src/core/wait.c",
-    "src/core/process.c",
     "src/core/fault.c",
-    "src/core/announce.c",
+    "src/core/liveness.c",
+    "src/core/member.c",
+    "src/core/mempool.c",
+    "src/core/pool_table.c",
+    "src/core/queue.c",
+    "src/core/rawbuf.c",
+    "src/core/region.c",
     "src/core/repair.c",
+    "src/core/space.c",
+    "src/core/wait.c",
+]
+BINDING = [
+    "src/ext/args.c",
+    "src/ext/block_type.c",
+    "src/ext/carved.c",
+    "src/ext/errors.c",
+    "src/ext/mempool_type.c",
+    "src/ext/module.c",
+    "src/ext/rawbuf_type.c",
+    "src/ext/ring_type.c",
+    "src/ext/shm_type.c",
+    "src/ext/waiting.c",
 ]
 # Kill points for the tests (src/core/fault.h); never in a build for use.
 FAULT_INJECTION = os.environ.get("PYSHM_FAULT_INJECTION") == "1"
-BINDING = [
-    "src/ext/module.c",
-    "src/ext/shm_type.c",
-    "src/ext/mempool_type.c",
-    "src/ext/ring_type.c",
-    "src/ext/block_type.c",
-    "src/ext/waiting.c",
-]
-SOURCE_PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyshm")
-
-
-class build_ext_also_in_source(build_ext):
-    """Build as usual, then also copy the extension next to pyshm/__init__.py.
-
-    `python -m pyshm` and `python -m pytest tests`, run from the root of a clone, import
-    ./pyshm before the installed package (`-m` puts the current directory first on
-    sys.path). With the extension beside it, the README's commands work from a fresh
-    clone right after `pip install .`.
-    """
-
-    def run(self):
-        super().run()
-        if self.inplace or FAULT_INJECTION or not os.access(SOURCE_PACKAGE, os.W_OK):
-            return
-        for ext in self.extensions:
-            built = self.get_ext_fullpath(ext.name)
-            self.copy_file(built, os.path.join(SOURCE_PACKAGE, os.path.basename(built)))
-
 
 setup(
-    cmdclass={"build_ext": build_ext_also_in_source},
     ext_modules=[
         Extension(
             "pyshm._pyshm",

@@ -141,13 +141,14 @@ int64_t pyshm_block_ring_drain(const struct pyshm_block_ring *q, struct pyshm_me
      * the bound also ends the loop if garbage keeps coming. */
     for (uint64_t round = 0; round <= q->queue.ring.capacity; round++) {
         struct lookup l = {t, r, 0, 0, 0};
+        uint64_t head = pyshm_ring_head(&q->queue.ring, PYSHM_RING_DEQ, memory_order_relaxed);
         int64_t n = take(q, m, &l, 64, taken);
         if (n == -PYSHM_EEMPTY)
             return returned;
-        if (n == -PYSHM_ECORRUPT)
-            continue; /* garbage entries, dropped */
+        if (n == -PYSHM_ECORRUPT && pyshm_ring_head(&q->queue.ring, PYSHM_RING_DEQ, memory_order_relaxed) != head)
+            continue; /* garbage entries, dropped: the drain goes on */
         if (n < 0)
-            return n;
+            return n; /* the counters or slots are garbage: no use spinning on */
         for (int64_t i = 0; i < n; i++) {
             int rc = pyshm_pool_put(taken[i].pool, m, &taken[i], 1, DRAIN_PATIENCE_NS);
             if (rc == 0) {

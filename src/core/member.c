@@ -79,7 +79,9 @@ static int take_entry(struct pyshm_members *ms, uint32_t i, uint64_t from, int l
     self->holder = pyshm_holder_word(incarnation, i);
     self->ann_seq = seq + (seq & 1); /* a dead writer may have left it odd */
     self->fork_gen = pyshm_fork_generation();
-    pyshm_member_clear(self);
+    /* A full seqlock write: the sequence must read even (settled) from now on, or a
+     * repairer would take the idle new owner for one caught mid-write. */
+    pyshm_member_write(self, 0, 0, 0);
     atomic_store_explicit(&e->held, 0, memory_order_relaxed);
     /* M1 release: identity and cleared fields before READY. */
     atomic_store_explicit(&e->owner, owned | PYSHM_OWNER_READY, memory_order_release);

@@ -40,16 +40,17 @@
  *   A1     the announcement (seqlock write, release), repair: acquire load of the
  *          then the claim (CAS of the counter,        counter sees every announcement
  *          release, ring.h)                           made before the claims it counts
- *   A2     slots finished (publish / release), then  repair: seqlock read of the entry;
- *          the announcement cleared (seqlock         once it reads the clear (or any
- *          write, release)                           later announcement) it sees the finish
+ *   A2     slots finished (publish / release), then  repair: acquire load of `what`
+ *          the announcement cleared (one release     (or of a later sequence): once it
+ *          store of `what` = 0)                      reads the clear, it sees the finish
  *   M1     owner word CAS (acq_rel), then identity,  readers: acquire load of the owner
  *          then READY (release)                      word, identity only if READY
  *
  * A seqlock read that finds the sequence odd (the writer is between its stores) or
  * changed retries; an entry whose writer died mid-write holds no claim (announcing comes
  * before claiming, clearing after finishing), so a dead entry with an odd sequence has
- * nothing to repair.
+ * nothing to repair. Joining writes a settled (even) sequence, so a new owner never reads
+ * as one caught mid-write.
  */
 #ifndef PYSHM_CORE_MEMBER_H
 #define PYSHM_CORE_MEMBER_H

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
@@ -98,15 +99,26 @@ int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pysh
     out->data = r->base + offset + l.data;
     out->states = (pyshm_atomic64 *)(r->base + offset + l.states);
     out->holders = (pyshm_atomic64 *)(r->base + offset + l.holders);
+    out->lapped = &shared->lapped;
     pyshm_queue_init(&out->free_queue, &shared->free_queue, (struct pyshm_ring_slot *)(r->base + offset + l.slots),
                      count, 1, offset + offsetof(struct pyshm_pool_shared, free_queue));
     return 0;
+}
+
+/* Once the consumers' head has passed count, every block has been out. */
+static void note_lap(const struct pyshm_pool *p)
+{
+    if (!atomic_load_explicit(p->lapped, memory_order_relaxed) &&
+        pyshm_ring_head(&p->free_queue.ring, PYSHM_RING_DEQ, memory_order_relaxed) >= p->count)
+        atomic_store_explicit(p->lapped, 1, memory_order_relaxed);
 }
 
 uint64_t pyshm_pool_touched(const struct pyshm_pool *p)
 {
     /* The first lap of the free queue hands out blocks 0, 1, 2, ... and every block put
      * back was handed out before: no block at or past the consumers' head was ever out. */
+    if (atomic_load_explicit(p->lapped, memory_order_acquire))
+        return p->count;
     uint64_t head = pyshm_ring_head(&p->free_queue.ring, PYSHM_RING_DEQ, memory_order_acquire);
     return head < p->count ? head : p->count;
 }
@@ -161,6 +173,32 @@ static PYSHM_ALWAYS_INLINE int64_t take_blocks(const struct pyshm_queue *q, stru
     return -PYSHM_ECORRUPT;
 }
 
+static int by_place(const void *a, const void *b)
+{
+    const struct pyshm_block *x = a, *y = b;
+    uint64_t px = x->pool->offset, py = y->pool->offset;
+    if (px != py)
+        return px < py ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Whether a block is listed twice (an all-or-none hand-over must refuse it up front). */
+static int listed_twice(const struct pyshm_block *blocks, uint64_t n)
+{
+    struct pyshm_block small[16];
+    struct pyshm_block *sorted = n <= 16 ? small : malloc(n * sizeof(*sorted));
+    if (!sorted)
+        return 0; /* cannot tell: a duplicate then fails its CAS, reported as corruption */
+    memcpy(sorted, blocks, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), by_place);
+    int twice = 0;
+    for (uint64_t i = 1; i < n && !twice; i++)
+        twice = by_place(&sorted[i - 1], &sorted[i]) == 0;
+    if (sorted != small)
+        free(sorted);
+    return twice;
+}
+
 /* The one body of every hand-over (pyshm_blocks_hand_over), inlined like take_blocks. */
 static PYSHM_ALWAYS_INLINE int hand_over_blocks(const struct pyshm_queue *q, struct pyshm_member *m,
                                                 const struct pyshm_block *blocks, uint64_t n,
@@ -177,6 +215,8 @@ static PYSHM_ALWAYS_INLINE int hand_over_blocks(const struct pyshm_queue *q, str
         if (rc < 0)
             return rc;
     }
+    if (n > 1 && listed_twice(blocks, n))
+        return -PYSHM_ESTALE; /* the second one would not be held any more */
     uint64_t pos;
     int64_t claimed = pyshm_queue_claim(q, m, PYSHM_RING_ENQ, n, n, &pos, NULL, NULL);
     if (claimed < 0)
@@ -231,6 +271,9 @@ static int resolve_index(void *ctx, uint64_t value, const struct pyshm_pool **po
 
 int64_t pyshm_pool_get(const struct pyshm_pool *p, struct pyshm_member *m, struct pyshm_block *blocks, uint64_t max)
 {
+    /* Before the take: a get that starts at or past count marks the pool lapped, long
+     * before the counter could wrap (count is at most 2^40). */
+    note_lap(p);
     if (max == 1)
         return take_blocks(&p->free_queue, m, 1, PYSHM_BLOCK_FREE, resolve_index, (void *)p, NULL, NULL, blocks);
     if (max == 0)

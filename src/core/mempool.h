@@ -97,7 +97,8 @@ struct pyshm_pool_shared {
     uint64_t states_offset;
     uint64_t holders_offset;
     uint64_t data_offset;
-    uint64_t reserved[8];
+    pyshm_atomic64 lapped; /* 1 once every block has been handed out (pyshm_pool_touched) */
+    uint64_t reserved[7];
     struct pyshm_queue_shared free_queue;
 };
 _Static_assert(sizeof(struct pyshm_pool_shared) == 384, "pool header layout");
@@ -116,6 +117,7 @@ struct pyshm_pool {
     uint8_t *data;
     pyshm_atomic64 *states;
     pyshm_atomic64 *holders;
+    pyshm_atomic64 *lapped;
     struct pyshm_queue free_queue;
 };
 
@@ -138,7 +140,10 @@ int pyshm_pool_create(struct pyshm_region *r, uint64_t count, uint64_t elt_size,
 /* Validate the pool object at `offset` and fill a handle. 0 or -PYSHM_ECORRUPT. */
 int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pyshm_pool *out);
 
-/* Blocks below this index are the only ones ever handed out so far (at most count). */
+/* Blocks below this index are the only ones ever handed out so far (at most count). The
+ * consumers' head of the free queue says it until it first passes count; from then on
+ * (the `lapped` word, set by the first get that starts there) the answer is count, also
+ * after the 64-bit counter wraps. */
 uint64_t pyshm_pool_touched(const struct pyshm_pool *p);
 
 static inline uint64_t pyshm_pool_block_offset(const struct pyshm_pool *p, uint64_t index)

@@ -189,7 +189,14 @@ static PyObject *carved_get_offset(CarvedObject *self, void *Py_UNUSED(closure))
     return PyLong_FromUnsignedLongLong(self->offset);
 }
 
+static PyObject *carved_waiting(CarvedObject *self, PyObject *Py_UNUSED(unused))
+{
+    return PyLong_FromLong(self->waits);
+}
+
 static PyMethodDef carved_methods[] = {
+    {"_waiting", (PyCFunction)carved_waiting, METH_NOARGS,
+     "Calls of this handle asleep right now in this process (for tests and introspection)."},
     {"attach", (PyCFunction)(void (*)(void))carved_attach, METH_FASTCALL | METH_CLASS,
      "attach($cls, shm, name, /)\n--\n\nThe object created with this name in shm."},
     {"_from_offset", (PyCFunction)(void (*)(void))carved_from_offset, METH_FASTCALL | METH_CLASS,

@@ -24,6 +24,8 @@ static ShareMemObject *shm_alloc(pyshm_state *st, PyObject *name)
 
 static void raise_open_error(ShareMemObject *self, int rc, uint64_t size, uint64_t room)
 {
+    if (size == 0 && (rc == -EINVAL || rc == -EISDIR))
+        rc = -PYSHM_ENOTREGION; /* attaching something that is no region (a directory...) */
     if (rc == -EINVAL)
         PyErr_Format(PyExc_ValueError, "ShareMem size must be between %llu and %llu bytes, got %llu",
                      (unsigned long long)PYSHM_MIN_REGION_SIZE, (unsigned long long)PYSHM_MAX_REGION_SIZE,
@@ -45,9 +47,7 @@ static void raise_open_error(ShareMemObject *self, int rc, uint64_t size, uint64
     } else if (rc == -ENOENT || rc == -EEXIST || rc == -EACCES) {
         errno = -rc;
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->name);
-    } else if (rc == -EISDIR)
-        pyshm_raise(self->state, -PYSHM_ENOTREGION, "ShareMem");
-    else
+    } else
         pyshm_raise(self->state, rc, "ShareMem");
 }
 
