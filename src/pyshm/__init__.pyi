@@ -1,8 +1,10 @@
 """Type stubs for pyshm."""
 from ._pyshm import (
     LAYOUT_VERSION as LAYOUT_VERSION,
+    MAX_MEMBERS as MAX_MEMBERS,
     MEMPOOL_F_SC_GET as MEMPOOL_F_SC_GET,
     MEMPOOL_F_SP_PUT as MEMPOOL_F_SP_PUT,
+    REGION_OVERHEAD as REGION_OVERHEAD,
     RING_F_SC_DEQ as RING_F_SC_DEQ,
     RING_F_SP_ENQ as RING_F_SP_ENQ,
     CorruptionError as CorruptionError,
@@ -11,6 +13,7 @@ from ._pyshm import (
     Mempool as Mempool,
     MempoolError as MempoolError,
     PyshmError as PyshmError,
+    RawBuffer as RawBuffer,
     Ring as Ring,
     RingError as RingError,
     ShutDown as ShutDown,
@@ -25,6 +28,7 @@ __all__ = [
     "ShareMem",
     "Mempool",
     "Ring",
+    "RawBuffer",
     "init_shm",
     "get_shm",
     "PyshmError",
@@ -40,4 +44,6 @@ __all__ = [
     "RING_F_SP_ENQ",
     "RING_F_SC_DEQ",
     "LAYOUT_VERSION",
+    "MAX_MEMBERS",
+    "REGION_OVERHEAD",
 ]

@@ -4,8 +4,7 @@
 #   tests/asan/run.sh [pytest arguments...]          (default: the whole suite, see below)
 #
 # Builds pyshm with gcc and -fsanitize=address,undefined into a fresh virtual environment,
-# in a copy of the tree (setup.py's build_ext copies the built .so into pyshm/, and the
-# work tree must stay untouched), then runs `python -m pytest tests` from that copy with
+# in a copy of the tree (the work tree must stay untouched), then runs `python -m pytest tests` from that copy with
 # the ASan runtime preloaded (CPython itself is not instrumented, so libasan must come
 # first in the process). Forked and spawned children inherit the preload.
 #
@@ -72,10 +71,10 @@ build_started=$SECONDS
 )
 echo "== built and installed in $((SECONDS - build_started)) s"
 
-# Both copies of the extension (./pyshm in the tree, which `python -m pytest` imports
-# first, and the installed one) must be the instrumented build.
+# The installed extension (src/ is not on the path, so the tests import this one) must be
+# the instrumented build, and so must any copy in the tree.
 sos=()
-while IFS= read -r f; do sos+=("$f"); done < <(find "$tree/pyshm" "$venv/lib" -name '_pyshm*.so' -path '*pyshm/*')
+while IFS= read -r f; do sos+=("$f"); done < <(find "$tree/src" "$venv/lib" -name '_pyshm*.so' -path '*pyshm/*')
 if [ "${#sos[@]}" -eq 0 ]; then
     echo "run.sh: no built extension found" >&2
     exit 1

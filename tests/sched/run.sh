@@ -5,7 +5,7 @@
 #                      [-- sched_test arguments...]
 #
 #   --core DIR       the core's sources (default: src/core of this work tree)
-#   --adapter FILE   sim.h adapter for that core (default: tests/sched/adapter_v2.c). Its line
+#   --adapter FILE   sim.h adapter for that core (default: tests/sched/adapter_v3.c, this core). Its line
 #                    "SIM_CORE_SOURCES: a.c b.c ..." names the core files to build; without
 #                    one, every *.c of DIR is built.
 #   --seconds N      exploration time budget, split over the scenarios (default 60)
@@ -21,7 +21,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 core="$repo/src/core"
-adapter="$here/adapter_v2.c"
+adapter="$here/adapter_v3.c"
 seconds=60
 bin=""
 build_only=0
