@@ -134,6 +134,108 @@ def test_cleanup_wakes_a_waiter_with_a_clear_error(kind, timeout):
     shm.close()
 
 
+def _hold_repair_lock(shm):
+    """Take the region's repair lock (an OFD lock on the member table's first byte, just
+    after the 64-byte region header) through a description of our own: to reclaim(), it
+    looks as if another process were repairing."""
+    import fcntl
+    import struct
+
+    fd = os.open(f"/proc/self/fd/{shm.fileno()}", os.O_RDWR)
+    F_OFD_SETLK = 37
+    fcntl.fcntl(fd, F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 64, 1, 0))
+    return fd
+
+
+def test_cleanup_refused_while_reclaim_waits_for_another_repairer():
+    """reclaim() waits without the GIL while another process repairs: the region must not
+    be unmapped under it (it used to be, and the repair then ran on a closed region)."""
+    shm = ShareMem(1 << 16)
+    pool = Mempool(2, 8, shm=shm)
+    pool.put(pool.get())  # this process is a member
+    fd = _hold_repair_lock(shm)
+    result = []
+    t = threading.Thread(target=lambda: result.append(pool.reclaim()))
+    t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while pool._waiting() == 0:
+            assert time.monotonic() < deadline and t.is_alive()
+            time.sleep(0.001)
+        with pytest.raises(BufferError, match="waiting"):
+            shm.cleanup()
+        assert not shm.closed
+    finally:
+        os.close(fd)  # the other "repairer" is done
+        t.join(60)
+    assert not t.is_alive()
+    assert result == [0]
+    assert pool._waiting() == 0
+    shm.cleanup()
+    assert shm.closed
+
+
+def test_cleanup_of_the_pool_while_reclaim_waits():
+    shm = ShareMem(1 << 16)
+    pool = Mempool(2, 8, shm=shm)
+    pool.put(pool.get())
+    fd = _hold_repair_lock(shm)
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(pool.reclaim())
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            outcome.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while pool._waiting() == 0:
+            assert time.monotonic() < deadline and t.is_alive()
+            time.sleep(0.001)
+        pool.cleanup()
+        t.join(60)
+    finally:
+        os.close(fd)
+    assert not t.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ValueError), outcome
+    shm.cleanup()
+
+
+def test_view_made_while_enqueue_waits_stops_the_hand_over():
+    """A blocking enqueue() pins its view while it sleeps; a signal handler (or another
+    thread) that makes a new view of the block meanwhile must not see the block leave with
+    that view: BufferError, and the block stays the caller's."""
+    shm = ShareMem(1 << 16)
+    pool = Mempool(4, 8, shm=shm)
+    ring = Ring(1, shm=shm)
+    ring.enqueue(pool.get())  # the ring is full
+    v = pool.get()
+    alias = []
+
+    def handler(signum, frame):
+        alias.append(v[:])              # a new view of the block...
+        pool.put(ring.dequeue())        # ...and room in the ring
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(BufferError, match="other view"):
+            ring.enqueue(v, block=True, timeout=30)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert len(alias) == 1 and len(ring) == 0
+    alias.clear()
+    ring.enqueue(v)  # alone again: it goes, and is released
+    with pytest.raises(ValueError):
+        v[0]
+    pool.put(ring.dequeue())
+    assert pool.free_count == pool.count
+
+
 # --- 3, 4. crash repair is never silently off --------------------------------------------
 
 

@@ -199,15 +199,27 @@ BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObjec
         PyErr_Format(PyExc_ValueError, "%s():%s this block belongs to another ShareMem", op, where);
         return NULL;
     }
-    Py_ssize_t others = mv->exports + (mv->mbuf->exports - 1);
-    if (others > 0) {
-        PyErr_Format(PyExc_BufferError,
-                     "%s():%s %zd other view(s) or array(s) still use this block; delete them first (the block "
-                     "stays yours)",
-                     op, where, others);
+    if (pyshm_block_check_alone(block, 0, op, item) < 0)
         return NULL;
-    }
     return block;
+}
+
+int pyshm_block_check_alone(BlockObject *block, Py_ssize_t pins, const char *op, Py_ssize_t item)
+{
+    PyMemoryViewObject *mv = (PyMemoryViewObject *)block->view;
+    /* Exports of the view itself (numpy arrays, buffers taken from it) beyond our own pins,
+     * and other memoryviews of the same buffer (slices, casts). */
+    Py_ssize_t others = mv->exports - pins + (mv->mbuf->exports - 1);
+    if (others <= 0)
+        return 0;
+    char where[48] = "";
+    if (item >= 0)
+        PyOS_snprintf(where, sizeof(where), " item %zd:", item);
+    PyErr_Format(PyExc_BufferError,
+                 "%s():%s %zd other view(s) or array(s) still use this block; delete them first (the block "
+                 "stays yours)",
+                 op, where, others);
+    return -1;
 }
 
 int pyshm_blocks_from_views(pyshm_state *st, ShareMemObject *shm, PyObject *views, const char *op,

@@ -212,15 +212,29 @@ static PyObject *mempool_reclaim(MempoolObject *self, PyObject *Py_UNUSED(unused
      * threads of this process use. It waits (without the GIL) only while another process
      * is repairing the same region, for up to a second. */
     struct pyshm_repair_report report;
-    int rc = -EBUSY;
-    for (int attempt = 0; attempt < 1000 && rc == -EBUSY; attempt++) {
-        if (attempt > 0) {
+    int rc = pyshm_repair(&self->base.shm->space, 0, &report);
+    if (rc == -EBUSY) {
+        /* The naps run without the GIL: counted as a wait, so that cleanup() of the region
+         * in another thread refuses meanwhile (and cleanup() of this handle is noticed). */
+        ShareMemObject *shm = (ShareMemObject *)Py_NewRef(self->base.shm);
+        pyshm_waits_add(shm, &self->base, 1);
+        for (int attempt = 1; attempt < 1000 && rc == -EBUSY; attempt++) {
             Py_BEGIN_ALLOW_THREADS
             struct timespec ms = {0, 1000000};
             nanosleep(&ms, NULL);
             Py_END_ALLOW_THREADS
+            if (self->base.closed) {
+                rc = PYSHM_RAISED;
+                PyErr_SetString(PyExc_ValueError,
+                                "Mempool was closed (cleanup() in another thread) while reclaim() waited");
+                break;
+            }
+            rc = pyshm_repair(&shm->space, 0, &report);
         }
-        rc = pyshm_repair(&self->base.shm->space, 0, &report);
+        pyshm_waits_add(shm, &self->base, -1);
+        Py_DECREF(shm);
+        if (rc == PYSHM_RAISED)
+            return NULL;
     }
     if (rc == -EBUSY)
         return PyLong_FromLong(0); /* another process is repairing right now */

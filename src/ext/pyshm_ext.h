@@ -184,6 +184,9 @@ typedef int64_t (*pyshm_attempt_fn)(void *ctx);
 int64_t pyshm_wait_until(ShareMemObject *shm, CarvedObject *handle, struct pyshm_waitpoint *point,
                          uint32_t *spin_budget, int64_t again, pyshm_attempt_fn attempt, void *ctx,
                          const struct pyshm_wait_options *opts);
+/* Count (delta 1) or uncount (-1) a call that runs without the GIL on `shm` (and on
+ * `handle`, if not NULL): cleanup() of the region refuses while one is counted. */
+void pyshm_waits_add(ShareMemObject *shm, CarvedObject *handle, int delta);
 
 /* shm_type.c ---------------------------------------------------------------------------- */
 int pyshm_shm_module_init(PyObject *module, pyshm_state *st);
@@ -260,6 +263,9 @@ int pyshm_blocks_from_views(pyshm_state *st, ShareMemObject *shm, PyObject *view
 BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op,
                                    Py_ssize_t item);
 /* After a successful put or enqueue: mark the blocks given and release their views. */
+/* 0 if nothing but the caller's view (and `pins` exports of it the caller took) uses the
+ * block, else -1 with BufferError naming `op` (and `item` when >= 0). */
+int pyshm_block_check_alone(BlockObject *block, Py_ssize_t pins, const char *op, Py_ssize_t item);
 int pyshm_blocks_given(pyshm_state *st, BlockObject **blocks, Py_ssize_t n);
 
 #endif

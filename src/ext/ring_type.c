@@ -75,11 +75,19 @@ struct enqueue_attempt {
     struct pyshm_member *member;
     const struct pyshm_block *blocks;
     uint64_t n;
+    BlockObject **pinned; /* waiting: the views, each with one export of ours, else NULL */
+    const char *what;
 };
 
 static int64_t try_enqueue(void *ctx)
 {
     struct enqueue_attempt *a = ctx;
+    /* While the call slept, a signal handler or another thread may have made a new view
+     * of a block: the block must not leave with it. */
+    if (a->pinned)
+        for (uint64_t i = 0; i < a->n; i++)
+            if (pyshm_block_check_alone(a->pinned[i], 1, a->what, a->n > 1 ? (Py_ssize_t)i : -1) < 0)
+                return PYSHM_RAISED;
     return pyshm_block_ring_enqueue(a->ring, a->member, a->blocks, a->n);
 }
 
@@ -104,7 +112,7 @@ static PyObject *enqueue_blocks(RingObject *self, BlockObject **blocks, const st
             if (PyObject_GetBuffer(blocks[pinned_count]->view, &pinned[pinned_count], PyBUF_SIMPLE) < 0)
                 goto done;
     }
-    struct enqueue_attempt a = {&self->ring, m, core, (uint64_t)n};
+    struct enqueue_attempt a = {&self->ring, m, core, (uint64_t)n, opts->block ? blocks : NULL, what};
     int64_t rc = pyshm_wait_until(base->shm, base, &self->ring.queue.shared->not_full, &self->enqueue_spin_ns,
                                   -PYSHM_EFULL, try_enqueue, &a, opts);
     for (; pinned_count > 0; pinned_count--)

@@ -29,7 +29,7 @@
 /* While asleep without the GIL, another thread could clean up the region: count the wait
  * so that cleanup() refuses instead of unmapping, and the handle's, so that its cleanup()
  * wakes us. A fork child has none of these waits (their threads are not there). */
-static void waits_add(ShareMemObject *shm, CarvedObject *handle, int delta)
+void pyshm_waits_add(ShareMemObject *shm, CarvedObject *handle, int delta)
 {
     uint64_t gen = pyshm_fork_generation();
     if (shm->waits_fork_gen != gen) {
@@ -75,7 +75,7 @@ int64_t pyshm_wait_until(ShareMemObject *shm, CarvedObject *handle, struct pyshm
     Py_INCREF(shm);
     if (handle)
         Py_INCREF(handle);
-    waits_add(shm, handle, 1);
+    pyshm_waits_add(shm, handle, 1);
     for (;;) {
         uint32_t epoch = pyshm_wait_prepare(point);
         rc = attempt(ctx);
@@ -106,7 +106,7 @@ int64_t pyshm_wait_until(ShareMemObject *shm, CarvedObject *handle, struct pyshm
             pyshm_repair(&shm->space, 1, &report); /* best effort: errors surface in the attempt */
         }
     }
-    waits_add(shm, handle, -1);
+    pyshm_waits_add(shm, handle, -1);
     if (handle)
         Py_DECREF(handle);
     Py_DECREF(shm);
