@@ -6,7 +6,6 @@
 #include "repair.h"
 
 /* How long a put waits for a get that holds a slot of the free queue it needs. */
-#define PUT_PATIENCE_NS UINT64_C(200000000)
 
 typedef struct {
     CarvedObject base;
@@ -157,11 +156,11 @@ static PyObject *put_blocks(MempoolObject *self, BlockObject **blocks, const str
     struct pyshm_member *m = pyshm_shm_member(base->shm, what);
     if (!m)
         return NULL;
-    int rc = pyshm_pool_put(self->pool, m, core, (uint64_t)n, PUT_PATIENCE_NS);
+    int rc = pyshm_pool_put(self->pool, m, core, (uint64_t)n, PYSHM_PUT_PATIENCE_NS);
     if (rc == -EAGAIN) {
         struct pyshm_repair_report report;
         if (pyshm_repair(&base->shm->space, 1, &report) == 0 && report.entries + report.released > 0)
-            rc = pyshm_pool_put(self->pool, m, core, (uint64_t)n, PUT_PATIENCE_NS);
+            rc = pyshm_pool_put(self->pool, m, core, (uint64_t)n, PYSHM_PUT_PATIENCE_NS);
     }
     if (rc < 0) {
         pyshm_raise(base->state, rc, what);

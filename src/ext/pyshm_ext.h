@@ -117,6 +117,8 @@ typedef struct {
 /* A code already turned into a Python exception (a signal handler raised, or the handle
  * was closed while the call waited). */
 #define PYSHM_RAISED (-1000000)
+/* How long a put waits for a free queue blocked by another process's unfinished get. */
+#define PYSHM_PUT_PATIENCE_NS UINT64_C(200000000)
 
 /* module.c ------------------------------------------------------------------------------ */
 pyshm_state *pyshm_state_of_type(PyTypeObject *type);

@@ -208,7 +208,14 @@ static PyObject *dequeue_blocks(RingObject *self, uint64_t min_size, uint64_t ma
                      (unsigned long long)min_size);
     else if (got < 0)
         ring_raise(self, got, what);
-    else
+    else if (single && min_size > taken->pool->elt_size) {
+        /* The entry was checked at the head right before the claim, and a correct process
+         * cannot change it there: only a process writing into the ring did. The block goes
+         * back to its pool rather than out as a view longer than itself. */
+        pyshm_pool_put(taken->pool, m, taken, 1, PYSHM_PUT_PATIENCE_NS);
+        PyErr_Format(base->state->CorruptionError,
+                     "%s: the ring's entry changed while it was dequeued (a process writes into the ring)", what);
+    } else
         result = single ? pyshm_block_view(base->state, base->shm, taken, (Py_ssize_t)min_size)
                         : pyshm_block_views(base->state, base->shm, taken, (Py_ssize_t)got, 0, 0);
     if (taken != &one)
