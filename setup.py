@@ -9,6 +9,7 @@ from setuptools import Extension, setup
 CORE = [
     "src/core/block_ring.c",
     "src/core/fault.c",
+    "src/core/inspect.c",
     "src/core/liveness.c",
     "src/core/member.c",
     "src/core/mempool.c",
@@ -25,6 +26,7 @@ BINDING = [
     "src/ext/block_type.c",
     "src/ext/carved.c",
     "src/ext/errors.c",
+    "src/ext/inspect.c",
     "src/ext/mempool_type.c",
     "src/ext/module.c",
     "src/ext/rawbuf_type.c",

@@ -82,7 +82,9 @@ EXAMPLES = readme_examples()
 
 
 def test_readme_has_examples():
-    assert len(EXAMPLES) >= 10
+    # The landing page's example and the original library's (the rest is in docs/,
+    # whose examples tests/test_docs_examples.py runs).
+    assert len(EXAMPLES) >= 2
 
 
 @pytest.mark.parametrize("line,code", EXAMPLES, ids=[f"line{n}" for n, _ in EXAMPLES])

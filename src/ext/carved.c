@@ -196,18 +196,24 @@ static PyObject *carved_waiting(CarvedObject *self, PyObject *Py_UNUSED(unused))
 
 static PyMethodDef carved_methods[] = {
     {"_waiting", (PyCFunction)carved_waiting, METH_NOARGS,
+     "_waiting($self, /)\n--\n\n"
      "Calls of this handle asleep right now in this process (for tests and introspection)."},
     {"attach", (PyCFunction)(void (*)(void))carved_attach, METH_FASTCALL | METH_CLASS,
-     "attach($cls, shm, name, /)\n--\n\nThe object created with this name in shm."},
+     "attach($cls, shm, name, /)\n--\n\n"
+     "The object created with name=name in the ShareMem shm, found by any process that has\n"
+     "the region. ValueError if there is none, or if it is of another type."},
     {"_from_offset", (PyCFunction)(void (*)(void))carved_from_offset, METH_FASTCALL | METH_CLASS,
+     "_from_offset($cls, shm, offset, /)\n--\n\n"
      "The object at a region offset (used when unpickling)."},
-    {"__reduce__", (PyCFunction)carved_reduce, METH_NOARGS, NULL},
+    {"__reduce__", (PyCFunction)carved_reduce, METH_NOARGS,
+     "__reduce__($self, /)\n--\n\nPickle as its region and offset (multiprocessing passes the region's descriptor)."},
     {"cleanup", (PyCFunction)carved_cleanup, METH_NOARGS,
      "cleanup($self, /)\n--\n\nClose this process's handle (the object goes on for other handles and "
      "processes). A call waiting on it in another thread wakes and raises ValueError."},
     {"close", (PyCFunction)carved_cleanup, METH_NOARGS, "close($self, /)\n--\n\nAlias of cleanup()."},
-    {"__enter__", pyshm_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))pyshm_exit, METH_FASTCALL, NULL},
+    {"__enter__", pyshm_enter, METH_NOARGS, "__enter__($self, /)\n--\n\nReturn self."},
+    {"__exit__", (PyCFunction)(void (*)(void))pyshm_exit, METH_FASTCALL,
+     "__exit__($self, exc_type, exc_value, traceback, /)\n--\n\nCall cleanup(); exceptions are not suppressed."},
     {NULL, NULL, 0, NULL},
 };
 

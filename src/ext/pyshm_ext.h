@@ -216,6 +216,10 @@ void pyshm_shm_raise_no_room(ShareMemObject *shm, const char *what, uint64_t nee
 /* A carve's failure as the exception a user expects. */
 void pyshm_shm_raise_carve(ShareMemObject *shm, int rc, const char *what, uint64_t needed, PyObject *name);
 
+/* inspect.c: ShareMem.info() and ShareMem.inspect(name), read-only ------------------- */
+PyObject *pyshm_shm_info(PyObject *self, PyObject *unused);
+PyObject *pyshm_shm_inspect(PyObject *type, PyObject *name);
+
 /* carved.c: the shared base of Mempool, Ring and RawBuffer ------------------------------ */
 int pyshm_carved_module_init(PyObject *module, pyshm_state *st);
 /* Make a carved type, subclass of the base. */

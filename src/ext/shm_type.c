@@ -352,6 +352,13 @@ static PyMethodDef shm_methods[] = {
      "unlink($self, /)\n--\n\nRemove the region's name; processes that have it mapped keep using it."},
     {"fileno", (PyCFunction)shm_fileno, METH_NOARGS,
      "fileno($self, /)\n--\n\nThe file descriptor behind the region."},
+    {"info", pyshm_shm_info, METH_NOARGS,
+     "info($self, /)\n--\n\nWhat the region holds, as a dict: size, free, layout_version, name, members "
+     "(index, pid, alive, holds, announcing, ...) and objects (kind, name, offset, and per kind their counts). "
+     "Read without joining the member table; alive is None where it cannot be told."},
+    {"inspect", pyshm_shm_inspect, METH_O | METH_CLASS,
+     "inspect($cls, name, /)\n--\n\ninfo() of the named region, mapped read-only for the call: nothing in it "
+     "changes, no ShareMem object is made."},
     {"__reduce__", (PyCFunction)shm_reduce, METH_NOARGS, NULL},
     {"instance", (PyCFunction)(void (*)(void))shm_instance, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
      "instance($cls, size=None)\n--\n\nThe process-wide default ShareMem, created by the first call with a size."},

@@ -3,7 +3,7 @@ import queue
 import sys
 from _typeshed import FileDescriptorLike
 from types import TracebackType
-from typing import Final, Literal, Self, SupportsIndex, final, type_check_only
+from typing import Any, Final, Literal, Self, SupportsIndex, final, type_check_only
 
 LAYOUT_VERSION: Final[int]
 MAX_MEMBERS: Final[int]
@@ -48,6 +48,9 @@ class ShareMem(_BufferExporter):
     def instance(cls, size: SupportsIndex | None = None) -> ShareMem: ...
     @classmethod
     def _from_fd(cls, fd: FileDescriptorLike, /) -> ShareMem: ...
+    @classmethod
+    def inspect(cls, name: str, /) -> dict[str, Any]: ...
+    def info(self) -> dict[str, Any]: ...
     @property
     def size(self) -> int: ...
     @property

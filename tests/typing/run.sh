@@ -2,8 +2,9 @@
 # Type-check what users of pyshm write against the stubs in src/pyshm/*.pyi:
 #
 #   1. tests/typing/user_program.py (every public call of pyshm), which is also run;
-#   2. every Python example of README.rst (extracted by extract_examples.py; see its
-#      docstring for the '.. mypy: skip' / 'check' / 'continue' markers).
+#   2. every Python example of README.rst and of the documentation's pages (docs/**/*.rst
+#      with a python code-block), extracted by extract_examples.py (see its docstring for
+#      the '.. mypy: skip' / 'check' / 'continue' markers).
 #
 # with `mypy --strict --python-version V` for V in 3.11 3.12 3.13. The stubs are taken
 # from this tree (MYPYPATH=src), whatever copy of pyshm is installed, and are checked
@@ -46,29 +47,45 @@ trap 'rm -rf "$work"' EXIT
 
 failed=0
 
-echo "=== extract the Python examples of $readme"
+# The README, then every page of the documentation that has Python examples.
+sources=("$readme")
+while IFS= read -r page; do
+    sources+=("$page")
+done < <(cd "$repo" && grep -rlE '^\s*\.\. code-block:: *python' docs --include='*.rst' 2>/dev/null | sort | sed "s#^#$repo/#")
 examples="$work/examples"
-if ! "$PYTHON" "$here/extract_examples.py" "$readme" "$examples"; then
-    echo "--- FAILED: extracting the examples"
-    failed=1
-fi
+mkdir -p "$examples"
+declare -A source_of=()
+for src in "${sources[@]}"; do
+    rel="${src#"$repo"/}"
+    prefix="$(printf '%s' "$rel" | sed -E 's/\.rst$//; s/[^A-Za-z0-9]+/_/g' | tr 'A-Z' 'a-z')"
+    echo "=== extract the Python examples of $rel"
+    if ! "$PYTHON" "$here/extract_examples.py" --prefix "$prefix" "$src" "$examples"; then
+        echo "--- FAILED: extracting the examples of $rel"
+        failed=1
+    fi
+    source_of[$prefix]="$rel"
+done
 shopt -s nullglob
 example_files=("$examples"/*.py)
 shopt -u nullglob
 
 for version in $versions; do
     echo "=== mypy --strict --python-version $version"
-    # Errors in the examples are reported at their README lines (the extracted files
-    # keep the README's line numbers).
+    # Errors in the examples are reported at their lines in the source file (the
+    # extracted files keep the source's line numbers).
     if (
         cd "$repo"
         MYPYPATH="$repo/src" "$PYTHON" -m mypy --strict --python-version "$version" \
             --cache-dir "$work/mypy-cache" --no-error-summary \
             tests/typing/user_program.py "${example_files[@]}"
     ) >"$work/mypy.out" 2>&1; then
-        echo "--- ok: user_program.py and ${#example_files[@]} README example(s)"
+        echo "--- ok: user_program.py and ${#example_files[@]} example(s) of ${#sources[@]} file(s)"
     else
-        sed -E "s#^$examples/[A-Za-z]+_[0-9]+\.py:#$readme:#" "$work/mypy.out"
+        out="$(cat "$work/mypy.out")"
+        for prefix in "${!source_of[@]}"; do
+            out="$(printf '%s\n' "$out" | sed -E "s#^$examples/${prefix}_[0-9]+\.py:#${source_of[$prefix]}:#")"
+        done
+        printf '%s\n' "$out"
         echo "--- FAILED: mypy --strict --python-version $version"
         failed=1
     fi
