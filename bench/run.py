@@ -30,7 +30,7 @@ from typing import Any
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-if __package__ in (None, ""):  # run as a script: make `bench` (and an in-place pyshm) importable
+if __package__ in (None, ""):  # run as a script: make `bench` importable (pyshm: find_pyshm)
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import BATCH, LARGE, SMALL, W4_CONSUMERS, W4_PRODUCERS, BenchFailure, Params  # noqa: E402
@@ -96,7 +96,7 @@ def machine_info() -> dict:
     }
     try:
         rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "pyshm"],
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "setup.py"],
                                capture_output=True, text=True)
         if rev.returncode == 0:
             info["commit"] = rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
@@ -106,30 +106,42 @@ def machine_info() -> dict:
 
 
 def find_pyshm() -> dict:
-    """Import pyshm: the in-place build of this tree, else an installed one.
+    """Import pyshm: the one installed (`pip install .`, or editable: `pip install -e .`,
+    which is this tree's src/pyshm), else the tree's src/pyshm if its extension is built
+    there. Whatever comes first on the path wins, so PYTHONPATH can point the bench at
+    another build.
 
-    A tree whose extension is not built (a fresh clone, CI's copy of the tree) must not
-    hide the pyshm installed in the environment."""
+    The record names the extension by its path relative to the repository (or, for one
+    installed elsewhere, by its file name): no absolute path of the machine."""
     try:
         import pyshm._pyshm  # noqa: F401
     except ImportError:
-        here = os.path.realpath(ROOT)
-        sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != here]
+        src = os.path.join(ROOT, "src")
+        if not os.path.isdir(os.path.join(src, "pyshm")):
+            return {}
         for name in [m for m in sys.modules if m == "pyshm" or m.startswith("pyshm.")]:
             del sys.modules[name]
+        sys.path.insert(0, src)
         try:
             import pyshm._pyshm  # noqa: F401,F811
         except ImportError:
+            sys.path.remove(src)
             return {}
     import hashlib
 
+    import pyshm
     import pyshm._pyshm as ext
 
-    with open(ext.__file__, "rb") as f:
+    path = os.path.realpath(ext.__file__)
+    root = os.path.realpath(ROOT)
+    in_tree = path.startswith(root + os.sep)
+    with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    st = os.stat(ext.__file__)
+    st = os.stat(path)
     return {
-        "extension": ext.__file__,
+        "extension": os.path.relpath(path, root) if in_tree else os.path.basename(path),
+        "from_tree": in_tree,
+        "version": getattr(pyshm, "__version__", ""),
         "sha256": digest,
         "built": datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
     }
@@ -348,6 +360,14 @@ def update_readme(snippet: str) -> None:
     print(f"updated {os.path.relpath(path)}")
 
 
+def pyshm_label(info: dict) -> str:
+    """"; pyshm <commit>" for this tree's build, "; pyshm <version>" for another one."""
+    ext = info.get("pyshm") or {}
+    if ext and not ext.get("from_tree", True):
+        return f"; pyshm {ext.get('version') or ext.get('extension', '?')} (installed)"
+    return f"; pyshm {info['commit']}" if info.get("commit") else ""
+
+
 def rst_snippet(summary: dict, systems: list[System], info: dict, png_name: str) -> str:
     """reStructuredText for README.rst: the chart, the machine, the main figures."""
     load = info.get("loadavg_start", [0])[0]
@@ -355,7 +375,7 @@ def rst_snippet(summary: dict, systems: list[System], info: dict, png_name: str)
     note = (f"{info['cpu']}, {info['cores']} cores, {info.get('memory_gib', '?')} GiB, Linux {info['kernel']}, "
             f"Python {info['python']}; {info['date']}; load average {load:.1f} at start"
             + (f"; cache line round trip {min(lines):.0f}–{max(lines):.0f} ns" if lines else "")
-            + (f"; pyshm {info['commit']}" if info.get("commit") else ""))
+            + pyshm_label(info))
     out = [
         f".. image:: bench/results/{png_name}",
         "   :alt: pyshm throughput relative to multiprocessing.Queue, and round-trip latency",
@@ -447,7 +467,7 @@ def chart(summary: dict, systems: list[System], info: dict, path: str) -> None:
     fig.suptitle(f"pyshm bench: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['date']}"
                  + (f"; load average {' → '.join(f'{x:.1f}' for x in load)}" if load else "")
                  + (f"; cache line round trip {min(lines):.0f}–{max(lines):.0f} ns" if lines else "")
-                 + (f"; pyshm {info['commit']}" if info.get("commit") else ""), fontsize=10)
+                 + pyshm_label(info), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -584,8 +604,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cache line round trip between two processes (C, once per repetition): "
               f"{', '.join(f'{x:.0f}' for x in lines)} ns")
     if info["pyshm"]:
-        print(f"pyshm extension {info['pyshm']['sha256']} built {info['pyshm']['built']}"
-              + (f", tree {info['commit']}" if info.get("commit") else ""))
+        print(f"pyshm {info['pyshm']['version']} extension {info['pyshm']['extension']} "
+              f"{info['pyshm']['sha256']} built {info['pyshm']['built']}"
+              + (f", tree {info['commit']}" if info.get("commit") and info["pyshm"]["from_tree"] else
+                 " (not this tree's build)"))
     print()
     print(text)
     if pool["python"]["create_seconds"]:

@@ -2,7 +2,9 @@
  * handoff.c - W6, the floor: W1's hand-off written in C against pyshm's core, with no
  * Python in the way.
  *
- * A region, a pool of 64-byte blocks and a block ring are made before fork(); then
+ * A space (region + member table), a pool of 64-byte blocks and a block ring are made
+ * before fork(); each child joins the member table with its own entry (as a Python
+ * process does on its first call), then
  *   producer: pool get, write a sequence number into the block, ring enqueue
  *   consumer: ring dequeue, read and check the sequence number, pool put
  * one element at a time ("single") or in bursts of up to 32 ("burst"), spinning with
@@ -38,8 +40,12 @@
 #include "block_ring.h"
 #include "mempool.h"
 #include "region.h"
+#include "space.h"
 
 #define BURST 32
+/* How long a put waits for a free queue blocked by a stopped get (mempool.h): as the
+ * binding's Mempool.put. */
+#define PUT_PATIENCE_NS UINT64_C(200000000)
 /* Failed attempts in a row before a spinning side yields its CPU. */
 #define SPIN_BEFORE_YIELD 4096u
 
@@ -74,55 +80,70 @@ static void fail(struct shared_result *res, const char *fmt, uint64_t a, uint64_
     _exit(1);
 }
 
-static void producer_single(struct pyshm_pool *pool, struct pyshm_block_ring *ring, uint64_t warm,
-                            uint64_t n, struct shared_result *res)
+static struct pyshm_member *join(struct pyshm_space *space, struct shared_result *res)
 {
+    int rc = 0;
+    struct pyshm_member *m = pyshm_space_member(space, &rc);
+    if (m == NULL)
+        fail(res, "joining the member table failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-rc, 0);
+    return m;
+}
+
+static inline uint8_t *bytes_of(const struct pyshm_block *b) { return b->pool->data + b->index * b->pool->stride; }
+
+static void producer_single(struct pyshm_space *space, const struct pyshm_pool *pool, const struct pyshm_block_ring *ring,
+                            uint64_t warm, uint64_t n, struct shared_result *res)
+{
+    struct pyshm_member *m = join(space, res);
     for (uint64_t seq = 0; seq < warm + n; seq++) {
         if (seq == warm)
             res->t_start_ns = now_ns();
-        uint64_t index, gen;
+        struct pyshm_block b;
+        int64_t got;
         int rc;
         unsigned spins = 0;
-        while ((rc = pyshm_pool_get(pool, &index, &gen)) == -PYSHM_EEMPTY)
+        while ((got = pyshm_pool_get(pool, m, &b, 1)) == -PYSHM_EEMPTY)
             backoff(&spins);
-        if (rc < 0)
-            fail(res, "pool get failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-rc, seq);
-        memcpy(pool->data + index * pool->stride, &seq, sizeof(seq));
+        if (got != 1)
+            fail(res, "pool get failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-got, seq);
+        memcpy(bytes_of(&b), &seq, sizeof(seq));
         spins = 0;
-        while ((rc = pyshm_block_ring_enqueue(ring, pool, index, &gen)) == -PYSHM_EFULL)
+        while ((rc = pyshm_block_ring_enqueue(ring, m, &b, 1)) == -PYSHM_EFULL)
             backoff(&spins);
         if (rc < 0)
             fail(res, "enqueue failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-rc, seq);
     }
 }
 
-static void consumer_single(struct pyshm_region *region, struct pyshm_block_ring *ring, uint64_t total,
+static void consumer_single(struct pyshm_space *space, const struct pyshm_block_ring *ring, uint64_t total,
                             struct shared_result *res)
 {
+    struct pyshm_member *m = join(space, res);
     for (uint64_t expected = 0; expected < total; expected++) {
-        struct pyshm_taken_block b;
+        struct pyshm_block b;
+        int64_t got;
         int rc;
         unsigned spins = 0;
-        while ((rc = pyshm_block_ring_dequeue(ring, region, 0, &b)) == -PYSHM_EEMPTY)
+        while ((got = pyshm_block_ring_dequeue(ring, m, &space->pools, &space->region, 0, 1, &b)) == -PYSHM_EEMPTY)
             backoff(&spins);
-        if (rc < 0)
-            fail(res, "dequeue failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-rc, expected);
+        if (got != 1)
+            fail(res, "dequeue failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-got, expected);
         uint64_t seq;
-        memcpy(&seq, b.pool->data + b.index * b.pool->stride, sizeof(seq));
+        memcpy(&seq, bytes_of(&b), sizeof(seq));
         if (seq != expected)
             fail(res, "sequence check failed: got %" PRIu64 ", expected %" PRIu64, seq, expected);
-        if ((rc = pyshm_pool_put(b.pool, b.index, &b.gen)) < 0)
+        if ((rc = pyshm_pool_put(b.pool, m, &b, 1, PUT_PATIENCE_NS)) < 0)
             fail(res, "pool put failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-rc, expected);
     }
     res->t_end_ns = now_ns();
 }
 
-static void producer_burst(struct pyshm_pool *pool, struct pyshm_block_ring *ring, uint64_t warm, uint64_t n,
-                           struct shared_result *res)
+static void producer_burst(struct pyshm_space *space, const struct pyshm_pool *pool, const struct pyshm_block_ring *ring,
+                           uint64_t warm, uint64_t n, struct shared_result *res)
 {
+    struct pyshm_member *m = join(space, res);
     uint64_t total = warm + n, seq = 0;
-    uint64_t indices[BURST], gens[BURST];
-    struct pyshm_held_block held[BURST];
+    struct pyshm_block held[BURST];
     int started = warm == 0;
     if (started)
         res->t_start_ns = now_ns();
@@ -134,54 +155,67 @@ static void producer_burst(struct pyshm_pool *pool, struct pyshm_block_ring *rin
         uint64_t want = total - seq < BURST ? total - seq : BURST;
         int64_t got;
         unsigned spins = 0;
-        while ((got = pyshm_pool_get_burst(pool, indices, gens, want)) == -PYSHM_EEMPTY)
+        while ((got = pyshm_pool_get(pool, m, held, want)) == -PYSHM_EEMPTY)
             backoff(&spins);
         if (got < 0)
-            fail(res, "pool get_burst failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-got, seq);
+            fail(res, "pool get (burst) failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-got, seq);
         for (int64_t i = 0; i < got; i++) {
             uint64_t s = seq + (uint64_t)i;
-            memcpy(pool->data + indices[i] * pool->stride, &s, sizeof(s));
-            held[i] = (struct pyshm_held_block){.pool = pool, .index = indices[i], .gen = gens[i]};
+            memcpy(bytes_of(&held[i]), &s, sizeof(s));
         }
         int rc;
         spins = 0;
-        while ((rc = pyshm_block_ring_enqueue_burst(ring, held, (uint64_t)got)) == -PYSHM_EFULL)
+        while ((rc = pyshm_block_ring_enqueue(ring, m, held, (uint64_t)got)) == -PYSHM_EFULL)
             backoff(&spins);
         if (rc < 0)
-            fail(res, "enqueue_burst failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-rc, seq);
+            fail(res, "enqueue (burst) failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-rc, seq);
         seq += (uint64_t)got;
     }
 }
 
-static void consumer_burst(struct pyshm_region *region, struct pyshm_block_ring *ring, uint64_t total,
+static void consumer_burst(struct pyshm_space *space, const struct pyshm_block_ring *ring, uint64_t total,
                            struct shared_result *res)
 {
-    struct pyshm_taken_block taken[BURST];
-    uint64_t indices[BURST], gens[BURST];
+    struct pyshm_member *m = join(space, res);
+    struct pyshm_block taken[BURST];
     uint64_t expected = 0;
     while (expected < total) {
         int64_t got;
         unsigned spins = 0;
-        while ((got = pyshm_block_ring_dequeue_burst(ring, region, taken, BURST)) == -PYSHM_EEMPTY)
+        while ((got = pyshm_block_ring_dequeue(ring, m, &space->pools, &space->region, 0, BURST, taken)) ==
+               -PYSHM_EEMPTY)
             backoff(&spins);
         if (got < 0)
-            fail(res, "dequeue_burst failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-got, expected);
+            fail(res, "dequeue (burst) failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-got, expected);
         const struct pyshm_pool *pool = taken[0].pool;
         for (int64_t i = 0; i < got; i++, expected++) {
             uint64_t seq;
-            memcpy(&seq, taken[i].pool->data + taken[i].index * taken[i].pool->stride, sizeof(seq));
+            memcpy(&seq, bytes_of(&taken[i]), sizeof(seq));
             if (seq != expected)
                 fail(res, "sequence check failed: got %" PRIu64 ", expected %" PRIu64, seq, expected);
             if (taken[i].pool != pool)
                 fail(res, "block from another pool at message %" PRIu64 " (%" PRIu64 ")", expected, 0);
-            indices[i] = taken[i].index;
-            gens[i] = taken[i].gen;
         }
-        int rc = pyshm_pool_put_burst(pool, indices, gens, (uint64_t)got);
+        int rc = pyshm_pool_put(pool, m, taken, (uint64_t)got, PUT_PATIENCE_NS);
         if (rc < 0)
-            fail(res, "pool put_burst failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-rc, expected);
+            fail(res, "pool put (burst) failed: %" PRIu64 " (%" PRIu64 ")", (uint64_t)-rc, expected);
     }
     res->t_end_ns = now_ns();
+}
+
+/* A space with room for `bytes` of objects, and its member entry: 0 or -errno. */
+static int make_space(struct pyshm_space *space, uint64_t bytes)
+{
+    return pyshm_space_create(space, bytes < PYSHM_MIN_REGION_SIZE ? PYSHM_MIN_REGION_SIZE : bytes);
+}
+
+/* Create a pool and add it to the space's table (the table's copy in *pool): 0 or -errno. */
+static int make_pool(struct pyshm_space *space, uint64_t count, uint64_t elt_size, uint32_t flags,
+                     const struct pyshm_pool **pool)
+{
+    uint64_t offset;
+    int rc = pyshm_pool_create(&space->region, count, elt_size, flags, NULL, &offset);
+    return rc < 0 ? rc : pyshm_pool_table_add(&space->pools, &space->region, offset, pool);
 }
 
 static int run_handoff(int burst, uint64_t warm, uint64_t n, uint64_t pool_count, uint64_t ring_count)
@@ -197,35 +231,40 @@ static int run_handoff(int burst, uint64_t warm, uint64_t n, uint64_t pool_count
         fprintf(stderr, "handoff: bad geometry\n");
         return 1;
     }
-    struct pyshm_region region;
-    int rc = pyshm_region_create(&region, pyshm_region_size_for(pool_bytes) + ring_bytes + 4096);
+    struct pyshm_space space;
+    int rc = make_space(&space, pool_bytes + ring_bytes + 4096);
     if (rc < 0) {
-        fprintf(stderr, "handoff: region create: %s\n", strerror(-rc));
+        fprintf(stderr, "handoff: space create: %s\n", strerror(-rc));
         return 1;
     }
-    struct pyshm_pool pool;
+    const struct pyshm_pool *pool;
     struct pyshm_block_ring ring;
+    uint64_t ring_offset;
     uint32_t pool_flags = PYSHM_MEMPOOL_F_SC_GET | PYSHM_MEMPOOL_F_SP_PUT;
-    uint32_t ring_flags = PYSHM_RING_F_SP_ENQ | PYSHM_RING_F_SC_DEQ;
-    if ((rc = pyshm_pool_create(&region, pool_count, 64, pool_flags, NULL, &pool)) < 0 ||
-        (rc = pyshm_block_ring_create(&region, ring_count, ring_flags, NULL, &ring)) < 0) {
+    uint32_t ring_flags = PYSHM_BLOCK_RING_F_SP_ENQ | PYSHM_BLOCK_RING_F_SC_DEQ;
+    if ((rc = make_pool(&space, pool_count, 64, pool_flags, &pool)) < 0 ||
+        (rc = pyshm_block_ring_create(&space.region, ring_count, ring_flags, NULL, &ring_offset)) < 0 ||
+        (rc = pyshm_block_ring_attach(&space.region, ring_offset, &ring)) < 0) {
         fprintf(stderr, "handoff: create: %s\n", strerror(-rc));
         return 1;
     }
+    fflush(NULL);
     pid_t consumer = fork();
     if (consumer == 0) {
         if (burst)
-            consumer_burst(&region, &ring, warm + n, res);
+            consumer_burst(&space, &ring, warm + n, res);
         else
-            consumer_single(&region, &ring, warm + n, res);
+            consumer_single(&space, &ring, warm + n, res);
+        pyshm_space_close(&space);
         _exit(0);
     }
     pid_t producer = fork();
     if (producer == 0) {
         if (burst)
-            producer_burst(&pool, &ring, warm, n, res);
+            producer_burst(&space, pool, &ring, warm, n, res);
         else
-            producer_single(&pool, &ring, warm, n, res);
+            producer_single(&space, pool, &ring, warm, n, res);
+        pyshm_space_close(&space);
         _exit(0);
     }
     int ok = 1;
@@ -239,15 +278,15 @@ static int run_handoff(int burst, uint64_t warm, uint64_t n, uint64_t pool_count
         fprintf(stderr, "handoff: a child failed: %s\n", res->error[0] ? res->error : "(no message)");
         return 1;
     }
-    if (pyshm_pool_free_count(&pool) != pool_count) {
-        fprintf(stderr, "handoff: %" PRIu64 " of %" PRIu64 " blocks back in the pool\n", pyshm_pool_free_count(&pool),
+    if (pyshm_pool_free_count(pool) != pool_count) {
+        fprintf(stderr, "handoff: %" PRIu64 " of %" PRIu64 " blocks back in the pool\n", pyshm_pool_free_count(pool),
                 pool_count);
         return 1;
     }
     double seconds = (double)(res->t_end_ns - res->t_start_ns) / 1e9;
     printf("{\"mode\": \"%s\", \"warm\": %" PRIu64 ", \"n\": %" PRIu64 ", \"seconds\": %.9f, \"msgs_per_s\": %.1f}\n",
            burst ? "burst" : "single", warm, n, seconds, (double)n / seconds);
-    pyshm_region_close(&region);
+    pyshm_space_close(&space);
     return 0;
 }
 
@@ -258,21 +297,28 @@ static int run_pool(uint64_t count, uint64_t elt_size, uint64_t region_bytes)
         fprintf(stderr, "handoff: bad pool geometry\n");
         return 1;
     }
-    struct pyshm_region region;
-    struct pyshm_pool pool;
+    struct pyshm_space space;
+    const struct pyshm_pool *pool = NULL;
     uint64_t t0 = now_ns();
-    int rc = pyshm_region_create(&region, region_bytes);
+    int rc = make_space(&space, region_bytes);
     if (rc == 0)
-        rc = pyshm_pool_create(&region, count, elt_size, 0, NULL, &pool);
+        rc = make_pool(&space, count, elt_size, 0, &pool);
     uint64_t t1 = now_ns();
     if (rc < 0) {
         fprintf(stderr, "handoff: pool create: %s\n", strerror(-rc));
         return 1;
     }
     /* Every block must come out once. */
-    uint64_t index, gen, got = 0;
-    while (pyshm_pool_get(&pool, &index, &gen) == 0)
-        got++;
+    struct pyshm_member *m = pyshm_space_member(&space, &rc);
+    if (m == NULL) {
+        fprintf(stderr, "handoff: join: %d\n", rc);
+        return 1;
+    }
+    struct pyshm_block blocks[BURST];
+    uint64_t got = 0;
+    int64_t k;
+    while ((k = pyshm_pool_get(pool, m, blocks, BURST)) > 0)
+        got += (uint64_t)k;
     if (got != count) {
         fprintf(stderr, "handoff: got %" PRIu64 " blocks of %" PRIu64 "\n", got, count);
         return 1;
@@ -280,9 +326,11 @@ static int run_pool(uint64_t count, uint64_t elt_size, uint64_t region_bytes)
     printf("{\"mode\": \"pool\", \"count\": %" PRIu64 ", \"elt_size\": %" PRIu64 ", \"region_bytes\": %" PRIu64
            ", \"create_seconds\": %.6f, \"footprint\": %" PRIu64 ", \"stride\": %" PRIu64
            ", \"overhead_per_block\": %.3f}\n",
-           count, elt_size, region_bytes, (double)(t1 - t0) / 1e9, footprint, pool.stride,
+           count, elt_size, region_bytes, (double)(t1 - t0) / 1e9, footprint, pool->stride,
            (double)(footprint - count * elt_size) / (double)count);
-    pyshm_region_close(&region);
+    /* The blocks are still held: a close would leave the entry for a repair; the region
+     * goes with the process anyway. */
+    pyshm_space_close(&space);
     return 0;
 }
 

@@ -408,22 +408,25 @@ def pool_creation(count: int = 1_000_000, elt_size: int = 1024, region: int = 1 
     """Time ShareMem(1 GiB) + Mempool(1,000,000 blocks) and measure the pool's overhead.
 
     The overhead is read from the region header's carve end (region.h: offset 24, the
-    first byte not yet carved) after creating the pool: everything the pool took beyond
-    its blocks' bytes, per block.
+    first byte not yet carved) before and after creating the pool: everything the pool
+    took beyond its blocks' bytes, per block. (Where objects start depends on the layout:
+    after the header, or after the header and the member table.)
     """
     import struct
 
     import pyshm
 
+    def carve_end(shm) -> int:
+        with memoryview(shm) as mv:  # type: ignore[arg-type]  # (the stub gives __buffer__ from 3.12)
+            return struct.unpack_from("<Q", mv, 24)[0]
+
     t0 = now()
     shm = pyshm.ShareMem(region)
+    start = carve_end(shm)
     pool = pyshm.Mempool(count, elt_size, 0, shm)
     t1 = now()
     try:
-        with memoryview(shm) as mv:  # type: ignore[arg-type]  # (the stub gives __buffer__ from 3.12)
-            header_size = 64
-            carve_end = struct.unpack_from("<Q", mv, 24)[0]
-        used = carve_end - header_size
+        used = carve_end(shm) - start
         free = pool.free_count
         if free != count or pool.count != count:
             raise RuntimeError(f"pool of {count} blocks reports {pool.count} blocks, {free} free")

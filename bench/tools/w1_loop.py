@@ -6,14 +6,21 @@
 
 Each iteration: get, struct.pack_into a sequence number, enqueue | dequeue,
 struct.unpack_from and check, put: the calls of W1, with the pool and ring flags W1 uses.
+
+pyshm is the one `import pyshm` finds (installed, or editable: this tree's src/pyshm;
+PYTHONPATH first for another build), else this tree's src/pyshm. Which one goes to
+standard error.
 """
 import os
 import struct
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-import pyshm  # noqa: E402
+try:
+    import pyshm
+except ImportError:  # not installed: this tree's src/pyshm, if its extension is built there
+    ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.join(ROOT, "src"))
+    import pyshm
 
 
 def main(n: int) -> None:
@@ -36,4 +43,5 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
+    print(f"pyshm {getattr(pyshm, '__version__', '?')} from {os.path.dirname(pyshm.__file__)}", file=sys.stderr)
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
