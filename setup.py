@@ -20,8 +20,10 @@ CORE = [
     "src/core/repair.c",
     "src/core/space.c",
     "src/core/wait.c",
+    "src/core/waitmany.c",
 ]
 BINDING = [
+    "src/ext/aio.c",
     "src/ext/args.c",
     "src/ext/block_type.c",
     "src/ext/carved.c",

@@ -6,6 +6,8 @@
  */
 #include "pyshm_ext.h"
 
+#include "repair.h"
+
 const struct pyshm_carved_kind *pyshm_carved_kind_of(pyshm_state *st, PyTypeObject *type)
 {
     if (type == st->MempoolType)
@@ -194,7 +196,89 @@ static PyObject *carved_waiting(CarvedObject *self, PyObject *Py_UNUSED(unused))
     return PyLong_FromLong(self->waits);
 }
 
+/* For the asyncio methods (pyshm/_aio.py, aio.c) ------------------------------------- */
+
+static struct pyshm_waitpoint *waitpoint_arg(CarvedObject *self, PyObject *arg)
+{
+    long side = PyLong_AsLong(arg);
+    if (side == -1 && PyErr_Occurred())
+        return NULL;
+    struct pyshm_waitpoint *w = self->kind->waitpoint && (side == 0 || side == 1) ? self->kind->waitpoint(self, (int)side)
+                                                                                   : NULL;
+    if (!w)
+        PyErr_Format(PyExc_ValueError, "%s has no waitpoint %ld", self->kind->name, side);
+    return w;
+}
+
+/* _prepare(side): announce a sleeper (wait.h, steps 1 to 3): (address of the epoch word,
+ * epoch). The caller tries again, then awaits the epoch moving past it. */
+static PyObject *carved_prepare(CarvedObject *self, PyObject *side)
+{
+    if (pyshm_carved_check_open(self) < 0)
+        return NULL;
+    struct pyshm_waitpoint *w = waitpoint_arg(self, side);
+    if (!w)
+        return NULL;
+    uint32_t e = pyshm_wait_prepare(w);
+    return Py_BuildValue("(NI)", PyLong_FromVoidPtr((void *)&w->epoch), (unsigned int)e);
+}
+
+/* _epoch(side): the epoch now, or None once the handle or its region is closed. */
+static PyObject *carved_epoch(CarvedObject *self, PyObject *side)
+{
+    if (self->closed || self->shm->closed)
+        Py_RETURN_NONE;
+    struct pyshm_waitpoint *w = waitpoint_arg(self, side);
+    if (!w)
+        return NULL;
+    return PyLong_FromUnsignedLong(atomic_load_explicit(&w->epoch, memory_order_acquire));
+}
+
+/* _async_wait(delta): count (1) or uncount (-1) a task awaiting this handle, as a call
+ * asleep on it is counted: the region's cleanup() refuses meanwhile, the handle's wakes. */
+static PyObject *carved_async_wait(CarvedObject *self, PyObject *arg)
+{
+    long delta = PyLong_AsLong(arg);
+    if (delta == -1 && PyErr_Occurred())
+        return NULL;
+    if (delta != 1 && delta != -1) {
+        PyErr_SetString(PyExc_ValueError, "_async_wait(delta): 1 or -1");
+        return NULL;
+    }
+    pyshm_waits_add(self->shm, self, (int)delta);
+    Py_RETURN_NONE;
+}
+
+/* _repair_needed(): whether some other member of the region is gone (cheap: lock tests). */
+static PyObject *carved_repair_needed(CarvedObject *self, PyObject *Py_UNUSED(unused))
+{
+    if (self->closed || self->shm->closed)
+        Py_RETURN_FALSE;
+    return PyBool_FromLong(pyshm_repair_needed(&self->shm->space));
+}
+
+/* _repair_now(): what a sleeping blocking call does now and then (waiting.c): repair the
+ * region if a member is gone. Best effort: a failure surfaces in the next attempt. */
+static PyObject *carved_repair_now(CarvedObject *self, PyObject *Py_UNUSED(unused))
+{
+    if (pyshm_carved_check_open(self) < 0)
+        return NULL;
+    struct pyshm_repair_report report;
+    int rc = pyshm_repair(&self->shm->space, 1, &report);
+    return PyLong_FromUnsignedLongLong(rc == 0 ? report.returned : 0);
+}
+
 static PyMethodDef carved_methods[] = {
+    {"_prepare", (PyCFunction)carved_prepare, METH_O,
+     "_prepare($self, side, /)\n--\n\nMark a sleeper on a waitpoint (0: not empty, 1: not full): (address, epoch)."},
+    {"_epoch", (PyCFunction)carved_epoch, METH_O,
+     "_epoch($self, side, /)\n--\n\nThe waitpoint's epoch now, or None once closed."},
+    {"_async_wait", (PyCFunction)carved_async_wait, METH_O,
+     "_async_wait($self, delta, /)\n--\n\nCount (1) or uncount (-1) an awaiting task."},
+    {"_repair_needed", (PyCFunction)carved_repair_needed, METH_NOARGS,
+     "_repair_needed($self, /)\n--\n\nWhether some other member of the region is gone."},
+    {"_repair_now", (PyCFunction)carved_repair_now, METH_NOARGS,
+     "_repair_now($self, /)\n--\n\nRepair the region if a member is gone: blocks returned."},
     {"_waiting", (PyCFunction)carved_waiting, METH_NOARGS,
      "_waiting($self, /)\n--\n\n"
      "Calls of this handle asleep right now in this process (for tests and introspection)."},

@@ -31,7 +31,13 @@ static void mempool_wake(CarvedObject *base)
     pyshm_wait_wake_all(&((MempoolObject *)base)->pool->free_queue.shared->not_empty);
 }
 
-const struct pyshm_carved_kind pyshm_mempool_kind = {"Mempool", PYSHM_KIND_POOL, mempool_open_at, mempool_wake};
+static struct pyshm_waitpoint *mempool_waitpoint(CarvedObject *base, int side)
+{
+    return side == 0 ? &((MempoolObject *)base)->pool->free_queue.shared->not_empty : NULL;
+}
+
+const struct pyshm_carved_kind pyshm_mempool_kind = {"Mempool", PYSHM_KIND_POOL, mempool_open_at, mempool_wake,
+                                                     mempool_waitpoint};
 
 static PyObject *mempool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -286,6 +292,16 @@ static PyObject *mempool_repr(MempoolObject *self)
                                 (unsigned long long)self->pool->elt_size, self->base.closed ? " closed" : "");
 }
 
+static PyObject *mempool_get_async(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return pyshm_aio_call("mempool_get", self, args, nargs, kwnames);
+}
+
+static PyObject *mempool_get_many_async(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return pyshm_aio_call("mempool_get_many", self, args, nargs, kwnames);
+}
+
 static PyMethodDef mempool_methods[] = {
     {"get", (PyCFunction)(void (*)(void))mempool_get, METH_FASTCALL | METH_KEYWORDS,
      "get($self, /, *, block=False, timeout=None)\n--\n\n"
@@ -294,6 +310,11 @@ static PyMethodDef mempool_methods[] = {
     {"get_many", (PyCFunction)(void (*)(void))mempool_get_many, METH_FASTCALL | METH_KEYWORDS,
      "get_many($self, /, n, *, block=False, timeout=None)\n--\n\n"
      "A list of 1 to n of the blocks free longest."},
+    {"get_async", (PyCFunction)(void (*)(void))mempool_get_async, METH_FASTCALL | METH_KEYWORDS,
+     "get_async($self, /, *, timeout=None)\n--\n\n"
+     "Coroutine: get() for asyncio, always waiting (EmptyError after timeout seconds)."},
+    {"get_many_async", (PyCFunction)(void (*)(void))mempool_get_many_async, METH_FASTCALL | METH_KEYWORDS,
+     "get_many_async($self, /, n, *, timeout=None)\n--\n\nCoroutine: get_many() for asyncio, always waiting."},
     {"put", (PyCFunction)mempool_put, METH_O,
      "put($self, buf, /)\n--\n\nGive a block back; the view is released. It must be the view get() or "
      "dequeue() returned in this process."},

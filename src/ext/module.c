@@ -36,7 +36,7 @@ static int pyshm_exec(PyObject *module)
     if (pyshm_errors_init(module, st) < 0 || pyshm_shm_module_init(module, st) < 0 ||
         pyshm_block_module_init(module, st) < 0 || pyshm_carved_module_init(module, st) < 0 ||
         pyshm_mempool_module_init(module, st) < 0 || pyshm_ring_module_init(module, st) < 0 ||
-        pyshm_rawbuf_module_init(module, st) < 0)
+        pyshm_rawbuf_module_init(module, st) < 0 || pyshm_aio_module_init(module) < 0)
         return -1;
     if (PyModule_AddIntConstant(module, "MEMPOOL_F_SP_PUT", PYSHM_MEMPOOL_F_SP_PUT) < 0 ||
         PyModule_AddIntConstant(module, "MEMPOOL_F_SC_GET", PYSHM_MEMPOOL_F_SC_GET) < 0 ||

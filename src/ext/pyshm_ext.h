@@ -85,6 +85,9 @@ struct pyshm_carved_kind {
     int (*open_at)(CarvedObject *self);
     /* Wake this handle's sleepers (cleanup() while a call waits), or NULL. */
     void (*wake)(CarvedObject *self);
+    /* The waitpoint of a side (0: not empty, 1: not full), or NULL if it has none: for
+     * the asyncio methods (aio.c). */
+    struct pyshm_waitpoint *(*waitpoint)(CarvedObject *self, int side);
 };
 
 /* The exporter behind one block view. Not visible in the module namespace. */
@@ -189,6 +192,12 @@ int64_t pyshm_wait_until(ShareMemObject *shm, CarvedObject *handle, struct pyshm
 /* Count (delta 1) or uncount (-1) a call that runs without the GIL on `shm` (and on
  * `handle`, if not NULL): cleanup() of the region refuses while one is counted. */
 void pyshm_waits_add(ShareMemObject *shm, CarvedObject *handle, int delta);
+
+/* aio.c: what the asyncio methods need from C ------------------------------------------ */
+int pyshm_aio_module_init(PyObject *module);
+/* Call pyshm._aio.<fname>(self, *args, **kwargs): the coroutine of an *_async method. */
+PyObject *pyshm_aio_call(const char *fname, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames);
 
 /* shm_type.c ---------------------------------------------------------------------------- */
 int pyshm_shm_module_init(PyObject *module, pyshm_state *st);

@@ -16,7 +16,7 @@ static int rawbuf_open_at(CarvedObject *base)
     return -1;
 }
 
-const struct pyshm_carved_kind pyshm_rawbuf_kind = {"RawBuffer", PYSHM_KIND_RAW, rawbuf_open_at, NULL};
+const struct pyshm_carved_kind pyshm_rawbuf_kind = {"RawBuffer", PYSHM_KIND_RAW, rawbuf_open_at, NULL, NULL};
 
 static PyObject *rawbuf_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {

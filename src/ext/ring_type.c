@@ -25,7 +25,13 @@ static void ring_wake(CarvedObject *base)
     pyshm_wait_wake_all(&q->not_full);
 }
 
-const struct pyshm_carved_kind pyshm_ring_kind = {"Ring", PYSHM_KIND_RING, ring_open_at, ring_wake};
+static struct pyshm_waitpoint *ring_waitpoint(CarvedObject *base, int side)
+{
+    struct pyshm_queue_shared *q = ((RingObject *)base)->ring.queue.shared;
+    return side == 0 ? &q->not_empty : &q->not_full;
+}
+
+const struct pyshm_carved_kind pyshm_ring_kind = {"Ring", PYSHM_KIND_RING, ring_open_at, ring_wake, ring_waitpoint};
 
 static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -314,6 +320,17 @@ static PyObject *ring_repr(RingObject *self)
                                 self->base.closed ? " closed" : "");
 }
 
+/* The asyncio methods: coroutines of pyshm/_aio.py. */
+#define RING_ASYNC(method, fname)                                                                                  \
+    static PyObject *method(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)             \
+    {                                                                                                              \
+        return pyshm_aio_call(fname, self, args, nargs, kwnames);                                                  \
+    }
+RING_ASYNC(ring_enqueue_async, "ring_enqueue")
+RING_ASYNC(ring_enqueue_many_async, "ring_enqueue_many")
+RING_ASYNC(ring_dequeue_async, "ring_dequeue")
+RING_ASYNC(ring_dequeue_many_async, "ring_dequeue_many")
+
 static PyMethodDef ring_methods[] = {
     {"enqueue", (PyCFunction)(void (*)(void))ring_enqueue, METH_FASTCALL | METH_KEYWORDS,
      "enqueue($self, /, buf, *, block=False, timeout=None)\n--\n\n"
@@ -328,6 +345,16 @@ static PyMethodDef ring_methods[] = {
      "EmptyError if the ring is empty; ShutDown once it is shut down and drained."},
     {"dequeue_many", (PyCFunction)(void (*)(void))ring_dequeue_many, METH_FASTCALL | METH_KEYWORDS,
      "dequeue_many($self, /, n, *, block=False, timeout=None)\n--\n\nA list of 1 to n of the oldest blocks."},
+    {"enqueue_async", (PyCFunction)(void (*)(void))ring_enqueue_async, METH_FASTCALL | METH_KEYWORDS,
+     "enqueue_async($self, /, buf, *, timeout=None)\n--\n\n"
+     "Coroutine: enqueue() for asyncio, always waiting (FullError after timeout seconds)."},
+    {"enqueue_many_async", (PyCFunction)(void (*)(void))ring_enqueue_many_async, METH_FASTCALL | METH_KEYWORDS,
+     "enqueue_many_async($self, /, views, *, timeout=None)\n--\n\nCoroutine: enqueue_many() for asyncio."},
+    {"dequeue_async", (PyCFunction)(void (*)(void))ring_dequeue_async, METH_FASTCALL | METH_KEYWORDS,
+     "dequeue_async($self, /, size=None, *, timeout=None)\n--\n\n"
+     "Coroutine: dequeue() for asyncio, always waiting (EmptyError after timeout seconds)."},
+    {"dequeue_many_async", (PyCFunction)(void (*)(void))ring_dequeue_many_async, METH_FASTCALL | METH_KEYWORDS,
+     "dequeue_many_async($self, /, n, *, timeout=None)\n--\n\nCoroutine: dequeue_many() for asyncio."},
     {"shutdown", (PyCFunction)(void (*)(void))ring_shutdown, METH_FASTCALL | METH_KEYWORDS,
      "shutdown($self, /, immediate=False)\n--\n\n"
      "Refuse new blocks and wake every waiter in every process; with immediate=True\n"
