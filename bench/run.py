@@ -54,6 +54,9 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     "W5": {"title": "round trip, blocking", "kind": "latency", "params": {}},
     "W6": {"title": "floor: W1 in C, one by one", "kind": "rate", "params": {}, "baseline": "W1"},
     "W6b": {"title": f"floor: W1 in C, bursts of {BATCH}", "kind": "rate", "params": {}, "baseline": "W1"},
+    # asyncio (bench/systems/asyncio_sys.py): A1 is compared with mp.Queue's W1, A5 with W5.
+    "A1": {"title": "small, awaiting consumer", "kind": "rate", "params": {}, "baseline": "W1"},
+    "A5": {"title": "round trip, awaiting", "kind": "latency", "params": {}, "baseline": "W5"},
 }
 
 # Messages (W4: per producer; W5: round trips). quick: the whole run; probe: the
@@ -64,6 +67,8 @@ COUNTS = {
     "max": {"W1": 5_000_000, "W2": 10_000_000, "W3": 50_000, "W4": 2_000_000, "W5": 200_000,
             "W6": 50_000_000, "W6b": 100_000_000},
 }
+for _k, _v in {"quick": (2000, 300), "probe": (20000, 2000), "max": (5_000_000, 200_000)}.items():
+    COUNTS[_k].update(A1=_v[0], A5=_v[1])
 
 
 def log(msg: str) -> None:
@@ -326,6 +331,18 @@ def targets(summary: dict, pool: dict) -> list[dict]:
         if v and pipe:
             add(f"W5 {py} p50 <= 1/5 of Pipe's", pipe / v, pipe / v >= 5, f"p50 {v:.1f} µs vs Pipe {pipe:.1f} µs"
                 + (" (spin, not the blocking API)" if py == "pyshm" else ""))
+    a1, q = get("A1", "pyshm-blocking"), get("W1", BASELINE)
+    if a1 and q:
+        add("A1 awaiting consumer >= 10x mp.Queue's W1", a1 / q, a1 / q >= 10, f"{a1:,.0f} vs {q:,.0f} msg/s")
+    a5 = get("A5", "pyshm-blocking")
+    for peer, goal, name in (("asyncio-socketpair", 5, "1/5 of the asyncio socket pair's"),
+                             ("executor-mp.Queue", None, "run_in_executor(mp.Queue.get)'s")):
+        v = get("A5", peer)
+        if a5 and v and goal:
+            add(f"A5 p50 <= {name}", v / a5, v / a5 >= goal, f"p50 {a5:.1f} µs vs {v:.1f} µs")
+    w5 = get("W5", "pyshm-blocking")
+    if a5 and w5:
+        add("A5 p50 within 3x pyshm-blocking's W5", a5 / w5, a5 / w5 <= 3, f"p50 {a5:.1f} µs vs {w5:.1f} µs")
     if pool.get("python"):
         t = statistics.median(pool["python"]["create_seconds"])
         add("1 GiB region + 1,000,000-block pool created well under 1 s", t, t < 0.25,
@@ -388,9 +405,10 @@ def rst_snippet(summary: dict, systems: list[System], info: dict, png_name: str)
         "",
         "   * - Workload",
     ]
-    names = [s.name for s in systems if s.name != "C core"]
+    names = [s.name for s in systems if s.name != "C core"
+             and any(w in s.workloads for w in ("W1", "W2", "W3", "W4", "W5"))]  # A5-only peers: below
     out += [f"     - {n}" for n in names]
-    for w in ("W1", "W2", "W3", "W4", "W5"):
+    for w in ("W1", "W2", "W3", "W4", "W5", "A1", "A5"):
         if w not in summary:
             continue
         kind = WORKLOADS[w]["kind"]
@@ -404,6 +422,10 @@ def rst_snippet(summary: dict, systems: list[System], info: dict, png_name: str)
             else:
                 out.append(f"     - {fmt_value(kind, e['median'])}"
                            + (f" ({e['vs_mp_queue']:.1f}×)" if "vs_mp_queue" in e else ""))
+    peers = [(n, e) for n, e in summary.get("A5", {}).items() if n not in names]
+    if peers:
+        out += ["", "A1 is compared with mp.Queue's W1. A5's peers, same run: "
+                + "; ".join(f"{n} {e['median']:.1f} µs (p99 {e['p99_median']:.0f})" for n, e in peers) + "."]
     return "\n".join(out) + "\n"
 
 
@@ -498,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     info["pyshm"] = find_pyshm()
     systems, missing = load()
+    try:  # pyshm-blocking's awaiting workloads (A1, A5); n/a on the systems without them
+        from bench.systems import asyncio_sys
+
+        asyncio_sys.attach(systems)
+    except ImportError:
+        pass
     if args.systems:
         wanted = {s.strip() for s in args.systems.split(",")}
         systems = [s for s in systems if s.name in wanted]

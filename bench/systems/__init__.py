@@ -24,6 +24,7 @@ MODULES = {
     "faster_fifo_sys": ["faster-fifo"],
     "iceoryx2_sys": ["iceoryx2"],
     "c_core": ["C core"],
+    "asyncio_sys": ["asyncio-socketpair", "executor-mp.Queue"],  # and pyshm-blocking's A1/A5
 }
 
 
