@@ -185,6 +185,17 @@ static int by_place(const void *a, const void *b)
 /* Whether a block is listed twice (an all-or-none hand-over must refuse it up front). */
 static int listed_twice(const struct pyshm_block *blocks, uint64_t n)
 {
+    /* First a bitmap of places: a batch of distinct blocks (get_many hands out neighbours)
+     * rarely collides in it, and only a collision needs the exact answer below. */
+    uint64_t seen[64] = {0};
+    int collided = 0;
+    for (uint64_t i = 0; i < n && !collided; i++) {
+        uint64_t h = (blocks[i].index ^ (blocks[i].pool->offset >> 6)) & 4095;
+        collided = (seen[h >> 6] >> (h & 63)) & 1;
+        seen[h >> 6] |= UINT64_C(1) << (h & 63);
+    }
+    if (!collided)
+        return 0;
     struct pyshm_block small[16];
     struct pyshm_block *sorted = n <= 16 ? small : malloc(n * sizeof(*sorted));
     if (!sorted)

@@ -165,26 +165,35 @@ PyObject *pyshm_block_views(pyshm_state *st, ShareMemObject *shm, const struct p
     return NULL;
 }
 
+/* " item N:" for an error message about item N of a list (item >= 0), else "". Formatted
+ * only when an error is raised: the bulk calls check every item. */
+static const char *item_prefix(char where[48], Py_ssize_t item)
+{
+    where[0] = 0;
+    if (item >= 0)
+        PyOS_snprintf(where, 48, " item %zd:", item);
+    return where;
+}
+
 BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op,
                                    Py_ssize_t item)
 {
-    char where[48] = "";
-    if (item >= 0)
-        PyOS_snprintf(where, sizeof(where), " item %zd:", item);
+    char where[48];
     if (!PyMemoryView_Check(view)) {
         PyErr_Format(PyExc_TypeError, "%s():%s takes a block view handed out by get() or dequeue(), not %.100s", op,
-                     where, Py_TYPE(view)->tp_name);
+                     item_prefix(where, item), Py_TYPE(view)->tp_name);
         return NULL;
     }
     PyMemoryViewObject *mv = (PyMemoryViewObject *)view;
     if (mv->flags & _Py_MEMORYVIEW_RELEASED) {
-        PyErr_Format(PyExc_ValueError, "%s():%s this view was released (already put back or enqueued?)", op, where);
+        PyErr_Format(PyExc_ValueError, "%s():%s this view was released (already put back or enqueued?)", op,
+                     item_prefix(where, item));
         return NULL;
     }
     PyObject *base = mv->mbuf->master.obj;
     if (!base || !Py_IS_TYPE(base, st->BlockType)) {
         PyErr_Format(PyExc_ValueError, "%s():%s this memoryview is not a pyshm block view (it views other memory)",
-                     op, where);
+                     op, item_prefix(where, item));
         return NULL;
     }
     BlockObject *block = (BlockObject *)base;
@@ -192,11 +201,12 @@ BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObjec
         PyErr_Format(PyExc_ValueError,
                      "%s():%s this is a slice or copy of a block view; pass the view that get() or dequeue() "
                      "returned",
-                     op, where);
+                     op, item_prefix(where, item));
         return NULL;
     }
     if (block->shm != shm) {
-        PyErr_Format(PyExc_ValueError, "%s():%s this block belongs to another ShareMem", op, where);
+        PyErr_Format(PyExc_ValueError, "%s():%s this block belongs to another ShareMem", op,
+                     item_prefix(where, item));
         return NULL;
     }
     if (pyshm_block_check_alone(block, 0, op, item) < 0)
@@ -212,13 +222,11 @@ int pyshm_block_check_alone(BlockObject *block, Py_ssize_t pins, const char *op,
     Py_ssize_t others = mv->exports - pins + (mv->mbuf->exports - 1);
     if (others <= 0)
         return 0;
-    char where[48] = "";
-    if (item >= 0)
-        PyOS_snprintf(where, sizeof(where), " item %zd:", item);
+    char where[48];
     PyErr_Format(PyExc_BufferError,
                  "%s():%s %zd other view(s) or array(s) still use this block; delete them first (the block "
                  "stays yours)",
-                 op, where, others);
+                 op, item_prefix(where, item), others);
     return -1;
 }
 
