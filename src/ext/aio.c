@@ -17,11 +17,11 @@
 PyObject *pyshm_aio_call(const char *fname, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                          PyObject *kwnames)
 {
-    PyObject *aio = PyImport_ImportModule("pyshm._aio");
-    if (!aio)
+    /* The module is imported once per interpreter and kept in the module state. */
+    pyshm_state *st = ((CarvedObject *)self)->state;
+    if (!st->aio && !(st->aio = PyImport_ImportModule("pyshm._aio")))
         return NULL;
-    PyObject *func = PyObject_GetAttrString(aio, fname);
-    Py_DECREF(aio);
+    PyObject *func = PyObject_GetAttrString(st->aio, fname);
     if (!func)
         return NULL;
     Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);

@@ -53,7 +53,7 @@ static int pyshm_exec(PyObject *module)
 #define PYSHM_STATE_OBJECTS(X)                                                                                      \
     X(ShareMemType) X(CarvedType) X(MempoolType) X(RingType) X(RawBufferType) X(BlockType) X(PyshmError)            \
         X(ShareMemError) X(MempoolError) X(RingError) X(EmptyError) X(FullError) X(CorruptionError) X(ShutDown)    \
-            X(default_shm) X(str_block) X(str_timeout) X(str_release)
+            X(default_shm) X(aio) X(str_block) X(str_timeout) X(str_release)
 
 static int pyshm_traverse(PyObject *module, visitproc visit, void *arg)
 {

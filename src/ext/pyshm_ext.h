@@ -41,6 +41,7 @@ typedef struct {
     PyObject *CorruptionError;
     PyObject *ShutDown;
     PyObject *default_shm;             /* ShareMem.instance(), or NULL */
+    PyObject *aio;                     /* the pyshm._aio module, imported at first use */
     PyObject *str_block, *str_timeout; /* interned keyword names, for the fast parser */
     PyObject *str_release;
     PyCFunction memoryview_release; /* memoryview.release's C function, if METH_NOARGS */

@@ -37,6 +37,7 @@ from ._pyshm import EmptyError, FullError, _Watch
 
 _PER_THREAD = 127  # futex_waitv takes 128 words: these and the thread's own
 _REPAIR_PERIOD = 0.1  # seconds, as for blocking callers
+_SPIN_NS = 20_000  # how long an await tries again before it sleeps
 _NOT_EMPTY, _NOT_FULL = 0, 1
 _REPAIR = "repair"
 
@@ -209,8 +210,27 @@ def _check_timeout(timeout: Optional[float]) -> Optional[float]:
 
 async def _wait(handle: Any, side: int, attempt: Callable[[], Any], timeout: Optional[float],
                 again: Type[Exception]) -> Any:
+    # First, a plain try: marking a sleeper is needed only before sleeping (it costs the
+    # peer a wake-up), and data that is there is taken without any hand-off.
+    try:
+        return attempt()
+    except again:
+        if timeout == 0:
+            raise
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
+    # Then a short spin, as the blocking calls do, that lets the loop's other ready tasks
+    # and a peer on this CPU run between tries: data about to come is caught without the
+    # watcher thread's two hand-offs (futex -> watcher -> loop). A task cancelled here
+    # has taken nothing.
+    stop = time.perf_counter_ns() + _SPIN_NS
+    while time.perf_counter_ns() < stop and (deadline is None or loop.time() < deadline):
+        await asyncio.sleep(0)
+        os.sched_yield()
+        try:
+            return attempt()
+        except again:
+            pass
     hub = _get_hub()
     counted = False
     repair = False
