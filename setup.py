@@ -29,6 +29,7 @@ BINDING = [
     "src/ext/carved.c",
     "src/ext/errors.c",
     "src/ext/inspect.c",
+    "src/ext/message.c",
     "src/ext/mempool_type.c",
     "src/ext/module.c",
     "src/ext/rawbuf_type.c",

@@ -74,7 +74,10 @@ struct pyshm_region;
  * itself also puts into every pool (repair, drain), so no path relies on them. */
 #define PYSHM_MEMPOOL_F_SP_PUT 1u
 #define PYSHM_MEMPOOL_F_SC_GET 2u
-#define PYSHM_MEMPOOL_FLAGS (PYSHM_MEMPOOL_F_SP_PUT | PYSHM_MEMPOOL_F_SC_GET)
+/* A block put back gives its whole pages back to the operating system first (its
+ * contents read as zeros when next handed out): for large blocks used now and then. */
+#define PYSHM_MEMPOOL_F_RETURN_PAGES 4u
+#define PYSHM_MEMPOOL_FLAGS (PYSHM_MEMPOOL_F_SP_PUT | PYSHM_MEMPOOL_F_SC_GET | PYSHM_MEMPOOL_F_RETURN_PAGES)
 
 enum pyshm_block_kind { PYSHM_BLOCK_FREE = 0, PYSHM_BLOCK_HELD = 1, PYSHM_BLOCK_IN_RING = 2 };
 

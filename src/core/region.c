@@ -308,3 +308,12 @@ int pyshm_region_find_named(const struct pyshm_region *r, const char *name, uint
     *offset = s.offset;
     return 0;
 }
+
+void pyshm_region_return_pages(void *addr, uint64_t length)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)addr + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)addr + length) & ~(page - 1);
+    if (end > start)
+        (void)madvise((void *)start, end - start, MADV_REMOVE);
+}

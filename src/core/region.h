@@ -96,6 +96,11 @@ int pyshm_region_walk(const struct pyshm_region *r, int (*visit)(void *, uint64_
  * the same instant (carve checks, but not atomically with publishing). */
 int pyshm_region_find_named(const struct pyshm_region *r, const char *name, uint32_t *kind, uint64_t *offset);
 
+/* Give the whole pages inside [addr, addr + length) of a mapping back to the operating
+ * system (they read as zeros afterwards). The caller alone uses that memory. Advice only:
+ * on failure the pages simply stay. */
+void pyshm_region_return_pages(void *addr, uint64_t length);
+
 /* Whether [offset, offset + size) lies in the region's object area. */
 static inline int pyshm_region_contains(const struct pyshm_region *r, uint64_t offset, uint64_t size)
 {

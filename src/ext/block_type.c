@@ -9,7 +9,10 @@
  *
  * A view dropped without put() or enqueue() does not leak its block: when the Block
  * goes, if this process still holds the block at the generation it was handed out at,
- * the block goes back to its pool, with a ResourceWarning (as for an unclosed file).
+ * the block goes back to its pool, with a ResourceWarning (as for an unclosed file),
+ * or quietly once _release_when_dropped() said that is how this block is meant to go
+ * back (pyshm.Queue hands out arrays that view a message's block: the last one gone
+ * frees it).
  */
 #include "pyshm_ext.h"
 
@@ -55,7 +58,7 @@ static void block_finalize(BlockObject *self)
     if (pyshm_block_check_held(self->pool, self->index, self->gen, m->holder) == 0 &&
         pyshm_pool_put(self->pool, m, &b, 1, GIVE_BACK_PATIENCE_NS) == 0) {
         self->given = 1;
-        if (PyErr_WarnFormat(PyExc_ResourceWarning, 1,
+        if (!self->quiet && PyErr_WarnFormat(PyExc_ResourceWarning, 1,
                              "a pyshm block view (%zd bytes, block %llu of the pool at offset %llu) was dropped "
                              "without put() or enqueue(); its block went back to its pool",
                              self->length, (unsigned long long)self->index,
@@ -110,6 +113,9 @@ static PyObject *view_of(pyshm_state *st, ShareMemObject *shm, const struct pysh
     block->exported = 0;
     block->given = 1; /* until the view exists: a failed wrap gives the block back itself */
     block->marked = 0;
+    block->quiet = 0;
+    block->lent_to = NULL;
+    block->lent_at = 0;
     PyObject *view = PyMemoryView_FromObject((PyObject *)block);
     if (view) {
         ((PyMemoryViewObject *)view)->flags |= HANDED_OUT_FLAG;
@@ -175,8 +181,9 @@ static const char *item_prefix(char where[48], Py_ssize_t item)
     return where;
 }
 
-BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op,
-                                   Py_ssize_t item)
+/* The Block behind a view handed out by get() or dequeue(), other views of it allowed. */
+static BlockObject *block_of_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op,
+                                  Py_ssize_t item)
 {
     char where[48];
     if (!PyMemoryView_Check(view)) {
@@ -204,14 +211,35 @@ BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObjec
                      op, item_prefix(where, item));
         return NULL;
     }
-    if (block->shm != shm) {
+    if (shm && block->shm != shm) {
         PyErr_Format(PyExc_ValueError, "%s():%s this block belongs to another ShareMem", op,
                      item_prefix(where, item));
         return NULL;
     }
-    if (pyshm_block_check_alone(block, 0, op, item) < 0)
+    return block;
+}
+
+BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObject *view, const char *op,
+                                   Py_ssize_t item)
+{
+    BlockObject *block = block_of_view(st, shm, view, op, item);
+    if (!block || pyshm_block_check_alone(block, 0, op, item) < 0)
         return NULL;
     return block;
+}
+
+BlockObject *pyshm_block_of_view(pyshm_state *st, PyObject *view, const char *op)
+{
+    return block_of_view(st, NULL, view, op, -1);
+}
+
+PyObject *pyshm_block_release_when_dropped(PyObject *module, PyObject *view)
+{
+    BlockObject *block = block_of_view(PyModule_GetState(module), NULL, view, "_release_when_dropped", -1);
+    if (!block)
+        return NULL;
+    block->quiet = 1;
+    Py_RETURN_NONE;
 }
 
 int pyshm_block_check_alone(BlockObject *block, Py_ssize_t pins, const char *op, Py_ssize_t item)

@@ -7,11 +7,6 @@
 
 /* How long a put waits for a get that holds a slot of the free queue it needs. */
 
-typedef struct {
-    CarvedObject base;
-    const struct pyshm_pool *pool; /* the pool table's copy (pool_table.h) */
-    uint32_t get_spin_ns;          /* adaptive spin before a get() sleeps */
-} MempoolObject;
 
 static int mempool_open_at(CarvedObject *base)
 {
@@ -51,7 +46,7 @@ static PyObject *mempool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         pyshm_arg_u64(count_obj, "Mempool count", 1, PYSHM_MAX_COUNT, &count) < 0 ||
         pyshm_arg_u64(elt_obj, "Mempool elt_size", 1, PYSHM_MAX_ELT_SIZE, &elt_size) < 0 ||
         (flags_obj && pyshm_arg_flags(flags_obj, "Mempool flags", PYSHM_MEMPOOL_FLAGS,
-                                      "MEMPOOL_F_SP_PUT, MEMPOOL_F_SC_GET", &flags) < 0) ||
+                                      "MEMPOOL_F_SP_PUT, MEMPOOL_F_SC_GET, MEMPOOL_F_RETURN_PAGES", &flags) < 0) ||
         pyshm_arg_name(name_obj, &name) < 0)
         return NULL;
     if (pyshm_pool_footprint(count, elt_size, &footprint) < 0 || footprint > PYSHM_MAX_REGION_SIZE) {

@@ -36,10 +36,11 @@ static int pyshm_exec(PyObject *module)
     if (pyshm_errors_init(module, st) < 0 || pyshm_shm_module_init(module, st) < 0 ||
         pyshm_block_module_init(module, st) < 0 || pyshm_carved_module_init(module, st) < 0 ||
         pyshm_mempool_module_init(module, st) < 0 || pyshm_ring_module_init(module, st) < 0 ||
-        pyshm_rawbuf_module_init(module, st) < 0 || pyshm_aio_module_init(module) < 0)
+        pyshm_rawbuf_module_init(module, st) < 0 || pyshm_message_module_init(module, st) < 0 || pyshm_aio_module_init(module) < 0)
         return -1;
     if (PyModule_AddIntConstant(module, "MEMPOOL_F_SP_PUT", PYSHM_MEMPOOL_F_SP_PUT) < 0 ||
         PyModule_AddIntConstant(module, "MEMPOOL_F_SC_GET", PYSHM_MEMPOOL_F_SC_GET) < 0 ||
+        PyModule_AddIntConstant(module, "MEMPOOL_F_RETURN_PAGES", PYSHM_MEMPOOL_F_RETURN_PAGES) < 0 ||
         PyModule_AddIntConstant(module, "RING_F_SP_ENQ", PYSHM_BLOCK_RING_F_SP_ENQ) < 0 ||
         PyModule_AddIntConstant(module, "RING_F_SC_DEQ", PYSHM_BLOCK_RING_F_SC_DEQ) < 0 ||
         PyModule_AddIntConstant(module, "LAYOUT_VERSION", PYSHM_LAYOUT_VERSION) < 0 ||
@@ -51,7 +52,7 @@ static int pyshm_exec(PyObject *module)
 
 /* Every object the state holds, visited or cleared alike. */
 #define PYSHM_STATE_OBJECTS(X)                                                                                      \
-    X(ShareMemType) X(CarvedType) X(MempoolType) X(RingType) X(RawBufferType) X(BlockType) X(PyshmError)            \
+    X(ShareMemType) X(CarvedType) X(MempoolType) X(RingType) X(RawBufferType) X(BlockType) X(QueueBaseType) X(CollectorType) X(PyshmError)            \
         X(ShareMemError) X(MempoolError) X(RingError) X(EmptyError) X(FullError) X(CorruptionError) X(ShutDown)    \
             X(default_shm) X(aio) X(str_block) X(str_timeout) X(str_release)
 
@@ -86,8 +87,16 @@ static PyModuleDef_Slot pyshm_slots[] = {
     {0, NULL},
 };
 
+static PyMethodDef pyshm_functions[] = {
+    {"_release_when_dropped", pyshm_block_release_when_dropped, METH_O,
+     "Let a block view handed out by get() or dequeue() give its block back quietly once "
+     "the last view or array of it is gone (pyshm.Queue's out-of-band buffers)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef pyshm_module = {
     PyModuleDef_HEAD_INIT,
+    .m_methods = pyshm_functions,
     .m_name = "pyshm._pyshm",
     .m_doc = "C core of pyshm: shared regions, block pools, lock-free rings and raw buffers.",
     .m_size = sizeof(pyshm_state),

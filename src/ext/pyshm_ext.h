@@ -32,6 +32,8 @@ typedef struct {
     PyTypeObject *RingType;
     PyTypeObject *RawBufferType;
     PyTypeObject *BlockType;
+    PyTypeObject *QueueBaseType; /* message.c */
+    PyTypeObject *CollectorType;
     PyObject *PyshmError;
     PyObject *ShareMemError;
     PyObject *MempoolError;
@@ -91,6 +93,19 @@ struct pyshm_carved_kind {
     struct pyshm_waitpoint *(*waitpoint)(CarvedObject *self, int side);
 };
 
+typedef struct {
+    CarvedObject base;
+    const struct pyshm_pool *pool; /* the pool table's copy (pool_table.h) */
+    uint32_t get_spin_ns;          /* adaptive spin before a get() sleeps */
+} MempoolObject;
+
+typedef struct {
+    CarvedObject base;
+    struct pyshm_block_ring ring;
+    uint32_t enqueue_spin_ns; /* adaptive spins before enqueue and dequeue sleep */
+    uint32_t dequeue_spin_ns;
+} RingObject;
+
 /* The exporter behind one block view. Not visible in the module namespace. */
 typedef struct {
     PyObject_HEAD
@@ -104,6 +119,9 @@ typedef struct {
     int exported;   /* set by the one export; a Block is never exported again */
     int given;      /* the block was put back or enqueued through the view */
     int marked;     /* scratch flag: finds a block listed twice in one bulk call */
+    int quiet;      /* dropped views give the block back without a warning */
+    const void *lent_to;  /* the queue that lent this block (message.c), else NULL */
+    Py_ssize_t lent_at;   /* ... and where the lent bytes start in it */
 } BlockObject;
 
 /* Save and restore the exception being handled around code that may raise (3.11 has no
@@ -283,5 +301,14 @@ BlockObject *pyshm_block_from_view(pyshm_state *st, ShareMemObject *shm, PyObjec
  * block, else -1 with BufferError naming `op` (and `item` when >= 0). */
 int pyshm_block_check_alone(BlockObject *block, Py_ssize_t pins, const char *op, Py_ssize_t item);
 int pyshm_blocks_given(pyshm_state *st, BlockObject **blocks, Py_ssize_t n);
+/* _release_when_dropped(view): the block of a handed-out view goes back quietly once its
+ * last view or array is gone. */
+PyObject *pyshm_block_release_when_dropped(PyObject *module, PyObject *view);
+/* The Block behind a handed-out view (slices and arrays of it may exist), or NULL with
+ * an exception. */
+BlockObject *pyshm_block_of_view(pyshm_state *st, PyObject *view, const char *op);
+
+/* message.c: the object queue's hot path (pyshm.Queue) -------------------------------- */
+int pyshm_message_module_init(PyObject *module, pyshm_state *st);
 
 #endif

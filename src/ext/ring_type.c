@@ -1,12 +1,6 @@
 /* ring_type.c - Ring: passes blocks between processes by offset, no copy. */
 #include "pyshm_ext.h"
 
-typedef struct {
-    CarvedObject base;
-    struct pyshm_block_ring ring;
-    uint32_t enqueue_spin_ns; /* adaptive spins before enqueue and dequeue sleep */
-    uint32_t dequeue_spin_ns;
-} RingObject;
 
 static int ring_open_at(CarvedObject *base)
 {

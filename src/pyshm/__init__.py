@@ -1,5 +1,7 @@
 """pyshm: hand memory blocks between Python processes without copying them.
 
+- :class:`Queue`, :class:`JoinableQueue`: any picklable object between processes, a
+  drop-in for multiprocessing's, numpy arrays received without a copy;
 - :class:`ShareMem`: a shared-memory region;
 - :class:`Mempool`: fixed-size blocks carved from a region, handed out as memoryviews;
 - :class:`Ring`: a lock-free FIFO that passes blocks from process to process;
@@ -10,6 +12,7 @@ from ._pyshm import (
     REGION_OVERHEAD,
     LAYOUT_VERSION,
     MEMPOOL_F_SC_GET,
+    MEMPOOL_F_RETURN_PAGES,
     MEMPOOL_F_SP_PUT,
     RING_F_SC_DEQ,
     RING_F_SP_ENQ,
@@ -26,11 +29,14 @@ from ._pyshm import (
     ShareMemError,
     ShutDown,
 )
+from .queue import JoinableQueue, Queue
 from .shm import get_shm, init_shm
 
 __version__ = "2.0.0"
 
 __all__ = [
+    "Queue",
+    "JoinableQueue",
     "ShareMem",
     "Mempool",
     "Ring",
@@ -47,6 +53,7 @@ __all__ = [
     "ShutDown",
     "MEMPOOL_F_SP_PUT",
     "MEMPOOL_F_SC_GET",
+    "MEMPOOL_F_RETURN_PAGES",
     "RING_F_SP_ENQ",
     "RING_F_SC_DEQ",
     "LAYOUT_VERSION",

@@ -11,6 +11,7 @@ MAX_MEMBERS: Final[int]
 REGION_OVERHEAD: Final[int]
 MEMPOOL_F_SP_PUT: Final[int]
 MEMPOOL_F_SC_GET: Final[int]
+MEMPOOL_F_RETURN_PAGES: Final[int]
 RING_F_SP_ENQ: Final[int]
 RING_F_SC_DEQ: Final[int]
 
@@ -226,6 +227,8 @@ class RawBuffer(_BufferExporter):
         traceback: TracebackType | None,
         /,
     ) -> Literal[False]: ...
+
+def _release_when_dropped(view: memoryview, /) -> None: ...
 
 # The sleep of one asyncio watcher thread (src/ext/aio.c, used by pyshm._aio).
 @final
