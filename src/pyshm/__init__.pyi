@@ -21,11 +21,14 @@ from ._pyshm import (
     ShareMem as ShareMem,
     ShareMemError as ShareMemError,
 )
+from .queue import JoinableQueue as JoinableQueue, Queue as Queue
 from .shm import get_shm as get_shm, init_shm as init_shm
 
 __version__: str
 
 __all__ = [
+    "Queue",
+    "JoinableQueue",
     "ShareMem",
     "Mempool",
     "Ring",

@@ -104,6 +104,12 @@ class Queue(_QueueBase):
     """
 
     _joinable = False
+    _shm: ShareMem
+    _meta_offset: int
+    _maxsize: int
+    _capacity: int
+    _ring: Ring
+    _pools: tuple[Mempool, ...]
 
     def __init__(self, maxsize: int = 0, *, capacity: int | None = None, name: str | None = None):
         maxsize = operator.index(maxsize)
@@ -180,7 +186,7 @@ class Queue(_QueueBase):
         self._setup(shm, meta.offset)
         return self
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[type[Queue], ShareMem, int]]:
         # The region travels as multiprocessing passes any ShareMem (its descriptor, or
         # its name for a named region); the rest is found through the directory.
         return (_rebuild, (type(self), self._shm, self._meta_offset))
@@ -349,7 +355,7 @@ def _dumps_for_processes(obj: Any, buffer_callback: Any) -> bytes:
     return out.getvalue()
 
 
-def _rebuild(cls: type, shm: ShareMem, meta_offset: int) -> Queue:
+def _rebuild(cls: type[Queue], shm: ShareMem, meta_offset: int) -> Queue:
     self = cls.__new__(cls)
     self._setup(shm, meta_offset)
     return self
