@@ -1,5 +1,6 @@
-"""A process SIGKILLed at every kill point inside get, put, enqueue, dequeue and the bulk
-calls, with two producers and two consumers running (tests/faults/kill_driver.py).
+"""A process SIGKILLed at every kill point inside get, put, enqueue, dequeue, the bulk
+calls and pyshm.Queue's put and get, with two producers and two consumers running
+(tests/faults/kill_driver.py).
 
 The extension is built a second time for this test, with PYSHM_FAULT_INJECTION (the kill
 points of src/core/fault.h compiled in), into a temporary directory; the driver runs in
@@ -81,10 +82,10 @@ def test_fault_build_imports_the_instrumented_extension(fault_build):
     assert out.strip().startswith(fault_build)
 
 
-@pytest.mark.parametrize("workload", ["single", "bulk"])
+@pytest.mark.parametrize("workload", ["single", "bulk", "queue"])
 @pytest.mark.parametrize("point", POINTS)
 def test_kill_at_point(fault_build, point, workload):
-    seed = POINTS.index(point) * 2 + (workload == "bulk")
+    seed = POINTS.index(point) * 3 + ["single", "bulk", "queue"].index(workload)
     s = run_driver(fault_build, point, workload, seed)
     print(f"\nkill {point} ({workload}): {json.dumps(s)}")
     assert s["errors"] == []

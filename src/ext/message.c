@@ -34,6 +34,10 @@
 /* Room kept in front of a lent buffer for the header and pickle of the message it
  * travels in (a page, so large lent buffers stay page-aligned within their block). */
 #define MSG_LEND_ROOM 4096u
+/* A message without out-of-band buffers and a pickle up to this size is copied out of
+ * its block before it is unpickled (the block goes back at once); a larger one is
+ * unpickled from a view of the block. */
+#define MSG_COPY_MAX 65536u
 
 #define ALIGN_UP(x) (((x) + MSG_ALIGN - 1) & ~(MSG_ALIGN - 1))
 
@@ -466,19 +470,14 @@ static PyObject *open_message(QueueBaseObject *self, struct pyshm_member *m, con
     uint64_t table = MSG_HEAD + MSG_ENTRY * n;
     if (plen > size - table)
         return corrupt(self, m, b, "a message's pickle runs past its block");
-    if (n == 0) {
-        PyObject *pickled = PyMemoryView_FromMemory((char *)p + table, (Py_ssize_t)plen, PyBUF_READ);
-        PyObject *obj = pickled ? PyObject_CallOneArg(self->loads, pickled) : NULL;
-        if (pickled) {
-            PyObject *res = PyObject_CallMethodNoArgs(pickled, self->shm->state->str_release);
-            Py_XDECREF(res);
-            if (!res) {
-                /* Something kept a view of the pickle: the block cannot be reused under it. */
-                Py_CLEAR(obj);
-            }
-            Py_DECREF(pickled);
-        }
+    if (n == 0 && plen <= MSG_COPY_MAX) {
+        /* A small message: copied out, the block back at once, then unpickled. */
+        PyObject *pickled = PyBytes_FromStringAndSize((const char *)p + table, (Py_ssize_t)plen);
         give_back(m, b);
+        if (!pickled)
+            return NULL;
+        PyObject *obj = PyObject_CallOneArg(self->loads, pickled);
+        Py_DECREF(pickled);
         return obj;
     }
     uint64_t entries[2 * 64], *e = n <= 64 ? entries : PyMem_Malloc(n * MSG_ENTRY);
@@ -493,7 +492,8 @@ static PyObject *open_message(QueueBaseObject *self, struct pyshm_member *m, con
                 PyMem_Free(e);
             return corrupt(self, m, b, "a message's buffer lies outside its block");
         }
-    /* From here the block goes back when the last view of it is gone. */
+    /* From here the block is the view's: it goes back when the last view of it (the
+     * pickle's, the buffers', the arrays made on them) is gone. */
     PyObject *obj = NULL, *buffers = NULL, *pickled = NULL;
     PyObject *view = pyshm_block_view(self->shm->state, self->shm, b, 0);
     if (!view)
@@ -511,17 +511,11 @@ static PyObject *open_message(QueueBaseObject *self, struct pyshm_member *m, con
             goto done;
         PyList_SET_ITEM(buffers, (Py_ssize_t)i, slice);
     }
-    pickled = PyMemoryView_FromMemory((char *)p + table, (Py_ssize_t)plen, PyBUF_READ);
+    pickled = PySequence_GetSlice(view, (Py_ssize_t)table, (Py_ssize_t)(table + plen));
     if (!pickled)
         goto done;
     PyObject *args[2] = {pickled, buffers};
     obj = PyObject_Vectorcall(self->loads, args, 1, self->kw_buffers);
-    if (pickled) {
-        PyObject *res = PyObject_CallMethodNoArgs(pickled, self->shm->state->str_release);
-        Py_XDECREF(res);
-        if (!res)
-            Py_CLEAR(obj);
-    }
 done:
     if (e != entries)
         PyMem_Free(e);

@@ -8,8 +8,10 @@ on PYTHONPATH (src/core/fault.h lists the points)::
 Each round makes a fresh region with one pool and one ring, then forks two producers
 and two consumers (the survivors) and one victim. The victim sets PYSHM_FAULT=POINT:N
 (N random) and runs WORKLOAD ("single": get, enqueue, dequeue, put; "bulk": the same
-through get_many, enqueue_many, dequeue_many, put_many) until it passes the point for
-the N-th time and SIGKILLs itself. The survivors use blocking calls with short
+through get_many, enqueue_many, dequeue_many, put_many; "queue": a pyshm.Queue's put
+and get of objects whose messages fall in three size classes, one with an out-of-band
+array received as a view of its block) until it passes the point for the N-th time and
+SIGKILLs itself. The survivors use blocking calls with short
 timeouts and stop at a deadline. Every message carries (sender, sequence, crc32).
 
 The parent then checks each child's exit status (survivors 0, the victim SIGKILL or 0
@@ -28,7 +30,9 @@ import tempfile
 import time
 import zlib
 
-from pyshm import CorruptionError, EmptyError, FullError, Mempool, PyshmError, Ring, ShareMem
+import numpy as np
+
+from pyshm import CorruptionError, EmptyError, FullError, Mempool, PyshmError, Queue, Ring, ShareMem
 
 COUNT = 32
 ELT = 64
@@ -177,6 +181,82 @@ def victim(pool, ring, log, point, nth, workload, deadline):
     return 0
 
 
+# --- the "queue" workload: pyshm.Queue, objects of three kinds ---------------------------
+
+
+def q_message(sender, seq):
+    head = struct.pack("<II", sender, seq)
+    kind = seq % 3
+    payload = None if kind == 0 else bytes([seq % 251]) * 3000 if kind == 1 else np.full(600, seq, np.int32)
+    return (sender, seq, zlib.crc32(head), payload)
+
+
+def q_check(msg):
+    """(sender, seq) of an intact message, else None."""
+    try:
+        sender, seq, crc, payload = msg
+        want = q_message(sender, seq)[3]
+    except Exception:
+        return None
+    if zlib.crc32(struct.pack("<II", sender, seq)) != crc:
+        return None
+    if isinstance(want, np.ndarray):
+        ok = isinstance(payload, np.ndarray) and np.array_equal(payload, want)
+    else:
+        ok = payload == want
+    return (sender, seq) if ok else None
+
+
+def q_producer(q, sender, deadline):
+    seq = 0
+    while time.monotonic() < deadline:
+        try:
+            q.put(q_message(sender, seq), timeout=WAIT)
+            seq += 1
+        except FullError:
+            pass
+    return 0
+
+
+def q_consumer(q, log, deadline):
+    while time.monotonic() < deadline:
+        try:
+            msg = q.get(timeout=WAIT)
+        except EmptyError:
+            continue
+        except CorruptionError:
+            return EXIT_BAD_DATA
+        item = q_check(msg)
+        del msg  # an array's block goes back here
+        if item is None:
+            return EXIT_BAD_DATA
+        log.add(item)
+    return 0
+
+
+def q_victim(q, log, point, nth, deadline):
+    os.environ["PYSHM_FAULT"] = f"{point}:{nth}"
+    seq = 0
+    while time.monotonic() < deadline:
+        try:
+            q.put(q_message(VICTIM, seq), timeout=WAIT)
+            seq += 1
+        except FullError:
+            pass
+        try:
+            msg = q.get(timeout=WAIT)
+        except EmptyError:
+            continue
+        except CorruptionError:
+            return EXIT_BAD_DATA
+        item = q_check(msg)
+        del msg
+        if item is None:
+            return EXIT_BAD_DATA
+        log.add(item)
+    return 0
+
+
 def run_child(fn, *args):
     pid = os.fork()
     if pid == 0:
@@ -218,15 +298,21 @@ def reap(pids, limit):
 def one_round(point, workload, rng, logdir, round_no):
     totals = {"killed": 0, "hung": 0, "bad_exit": 0, "duplicates": 0, "delivered": 0,
               "stranded": 0, "reclaimed": 0, "flow_rounds": 0, "flowed": 0, "pause_ms": 0.0, "errors": []}
-    shm = ShareMem(1 << 20)
-    pool = Mempool(COUNT, ELT, shm=shm)
-    ring = Ring(RING_SLOTS, shm=shm)
     deadline = time.monotonic() + RUN_SECONDS
     logs = [os.path.join(logdir, f"r{round_no}-{k}.log") for k in range(3)]
-    survivors = [run_child(producer, pool, ring, s, deadline) for s in (0, 1)]
-    survivors += [run_child(lambda p=p: consumer(pool, ring, Log(p), deadline)) for p in logs[:2]]
     nth = rng.randint(1, 60)
-    vpid = run_child(lambda: victim(pool, ring, Log(logs[2]), point, nth, workload, deadline))
+    if workload == "queue":
+        q = Queue(maxsize=RING_SLOTS, capacity=1 << 16)
+        survivors = [run_child(q_producer, q, s, deadline) for s in (0, 1)]
+        survivors += [run_child(lambda p=p: q_consumer(q, Log(p), deadline)) for p in logs[:2]]
+        vpid = run_child(lambda: q_victim(q, Log(logs[2]), point, nth, deadline))
+    else:
+        shm = ShareMem(1 << 20)
+        pool = Mempool(COUNT, ELT, shm=shm)
+        ring = Ring(RING_SLOTS, shm=shm)
+        survivors = [run_child(producer, pool, ring, s, deadline) for s in (0, 1)]
+        survivors += [run_child(lambda p=p: consumer(pool, ring, Log(p), deadline)) for p in logs[:2]]
+        vpid = run_child(lambda: victim(pool, ring, Log(logs[2]), point, nth, workload, deadline))
     statuses, when, hung = reap(survivors + [vpid], deadline + HANG_GUARD)
     totals["hung"] = len(hung)
     for pid in survivors:
@@ -247,7 +333,48 @@ def one_round(point, workload, rng, logdir, round_no):
         totals["bad_exit"] += 1
         totals["errors"].append(f"victim exited with {vstatus}")
 
-    # Account for every block: what reclaim frees, what the ring still delivers.
+    if workload == "queue":
+        account_queue(q, logs, totals)
+    else:
+        account_blocks(pool, ring, shm, logs, totals)
+
+    seen = set()
+    for path in logs:
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for line in f:
+                item = tuple(map(int, line.split()[:2]))
+                if item in seen:
+                    totals["duplicates"] += 1
+                seen.add(item)
+    totals["delivered"] = len(seen)
+    return totals
+
+
+def account_queue(q, logs, totals):
+    """Every block of the queue free once reclaim() ran and what is queued was got."""
+    totals["reclaimed"] = q.reclaim()
+    while True:
+        try:
+            msg = q.get(False)
+        except EmptyError:
+            break
+        except CorruptionError as exc:
+            totals["errors"].append(f"drain: {exc}")
+            break
+        item = q_check(msg)
+        del msg
+        if item is None:
+            totals["errors"].append("drain: corrupt message")
+        else:
+            with open(logs[0], "a") as f:
+                f.write("%d %d 0\n" % item)
+    totals["stranded"] = sum(p.used_count for p in q._pools)
+
+
+def account_blocks(pool, ring, shm, logs, totals):
+    """Account for every block: what reclaim frees, what the ring still delivers."""
     totals["reclaimed"] = pool.reclaim()
     refused = []  # blocks the pool would not take back: as lost as the others
     while True:
@@ -268,22 +395,9 @@ def one_round(point, workload, rng, logdir, round_no):
     for v in refused:
         v.release()
     totals["stranded"] = COUNT - pool.free_count
-
-    seen = set()
-    for path in logs:
-        if not os.path.exists(path):
-            continue
-        with open(path) as f:
-            for line in f:
-                item = tuple(map(int, line.split()[:2]))
-                if item in seen:
-                    totals["duplicates"] += 1
-                seen.add(item)
-    totals["delivered"] = len(seen)
     pool.cleanup()
     ring.cleanup()
     shm.cleanup()
-    return totals
 
 
 def main(argv):
