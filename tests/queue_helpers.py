@@ -116,6 +116,19 @@ def joinable_worker(q, n):
         q.task_done()
 
 
+def async_echo(q, back, n):
+    """An asyncio consumer: await each (i, array), check it, answer i."""
+    import asyncio
+
+    async def main():
+        for expected in range(n):
+            i, a = await q.get_async(timeout=60)
+            assert i == expected and (a == i).all()
+            await back.put_async(i)
+
+    asyncio.run(main())
+
+
 def attach_and_talk(name):
     """In an unrelated process: attach by name, get one object, answer it through the
     queue named name + "-answers"."""

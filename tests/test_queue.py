@@ -1,6 +1,7 @@
 """pyshm.Queue and JoinableQueue: the multiprocessing.Queue contract, any object of any
 size, out-of-band buffers received without a copy, arrays sent with no copy at all,
 every start method, threads, shutdown, kills, hostile memory, and a model."""
+import asyncio
 import concurrent.futures
 import gc
 import multiprocessing
@@ -235,7 +236,7 @@ def test_arrays_allocated_in_the_queue_travel_without_a_copy():
     assert in_use(q) == 1
     q.put(a)
     assert in_use(q) == 1  # the same block is the message
-    with pytest.raises(ValueError, match="already put"):
+    with pytest.raises(ValueError, match="put in a queue already"):
         q.put(a)
     b = q.get()
     assert b.__array_interface__["data"][0] == addr and b.shape == (512, 1024) and (b == 1.5).all()
@@ -255,6 +256,80 @@ def test_arrays_allocated_in_the_queue_travel_without_a_copy():
     c = q.array(100000, np.uint8)
     del c
     assert in_use(q) == 0
+
+
+def test_memory_put_already_cannot_be_put_again_in_part():
+    q = pyshm.Queue()
+    a = q.array(100000, np.uint8)
+    a[:] = 7
+    first, second = a[:50000], a[50000:]
+    q.put(first)
+    with pytest.raises(ValueError, match="put in a queue already"):
+        q.put(second)
+    got = q.get()
+    assert (got == 7).all()
+    del a, first, second, got
+    assert in_use(q) == 0
+
+
+def test_a_fork_child_cannot_send_its_parents_lent_array():
+    q = pyshm.Queue()
+    a = q.array(10000, np.uint8)
+    a[:] = 1
+
+    def child():
+        with pytest.raises(ValueError, match="does not hold"):
+            q.put(a)
+
+    wait_child(fork_child(child))
+    q.put(a)
+    del a
+    got = q.get()
+    assert (got == 1).all()
+
+
+def test_cleanup_during_pickling_does_not_crash():
+    q = pyshm.Queue()
+
+    class Sneaky:
+        def __reduce__(self):
+            try:
+                q.shm.cleanup()
+            except BufferError:
+                pass
+            return (int, (1,))
+
+    try:
+        q.put(Sneaky())
+    except ValueError:
+        pass  # the region was closed under it: refused, not a crash
+    else:
+        assert q.get() == 1
+
+
+def test_sizes_that_overflow_are_refused():
+    q = pyshm.Queue(capacity=1 << 20)
+    big = pickle.PickleBuffer(bytearray(600000))
+    with pytest.raises(ValueError, match="can never fit"):
+        q.put([big] * 4)
+    assert in_use(q) == 0
+
+
+def test_get_many_keeps_what_it_got_at_shutdown():
+    q = pyshm.Queue()
+    q.put_many(["a", "b"])
+    q.shutdown()
+    assert q.get_many(10) == ["a", "b"]
+    with pytest.raises(pyshm.ShutDown):
+        q.get_many(10)
+
+
+def test_shutdown_ends_a_put_waiting_for_bytes():
+    q = pyshm.Queue(capacity=1 << 16)
+    q.put(b"x" * 40000)
+    threading.Timer(0.05, q.shutdown).start()
+    with pytest.raises(pyshm.ShutDown):
+        q.put(b"y" * 40000, timeout=GUARD)
 
 
 def test_a_lent_array_in_a_bigger_message_is_copied():
@@ -413,6 +488,77 @@ def test_joinable_immediate_shutdown_counts_dropped_work_as_done():
     q.shutdown(immediate=True)
     q.task_done()  # the one that was got
     q.join()  # returns: the two dropped count as done
+
+
+# --- asyncio ----------------------------------------------------------------------------------
+
+
+def test_async_put_and_get_wait_for_each_other():
+    async def main():
+        q = pyshm.Queue(maxsize=2, capacity=1 << 20)
+
+        async def produce():
+            for i in range(300):
+                await q.put_async((i, np.full(100 + i * 30, i)))
+
+        async def consume():
+            for i in range(300):
+                j, a = await q.get_async(timeout=GUARD)
+                assert j == i and len(a) == 100 + i * 30 and (a == i).all()
+
+        await asyncio.gather(produce(), consume())
+        with pytest.raises(queue.Empty):
+            await q.get_async(timeout=0.01)
+        await q.put_async(1)
+        await q.put_async(2)
+        with pytest.raises(queue.Full, match="messages"):
+            await q.put_async(3, timeout=0.01)
+        assert [q.get(), q.get()] == [1, 2]
+        # Full in bytes: waits for the message's size class, not for the ring.
+        big = pyshm.Queue(capacity=1 << 16)
+        await big.put_async(b"x" * 40000)
+        with pytest.raises(queue.Full, match="block free"):
+            await big.put_async(b"y" * 40000, timeout=0.01)
+        asyncio.get_running_loop().call_later(0.02, big.get)
+        await big.put_async(b"y" * 40000, timeout=GUARD)
+        assert big.get() == b"y" * 40000
+        assert in_use(q) == 0 and in_use(big) == 0
+
+    asyncio.run(main())
+
+
+def test_cancelled_awaits_take_and_put_nothing():
+    async def main():
+        q = pyshm.Queue(maxsize=1)
+        getter = asyncio.ensure_future(q.get_async())
+        await asyncio.sleep(0.01)
+        getter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await getter
+        q.put("kept")  # nobody took it
+        putter = asyncio.ensure_future(q.put_async("never"))
+        await asyncio.sleep(0.01)
+        putter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await putter
+        assert q.get_nowait() == "kept"
+        with pytest.raises(queue.Empty):
+            q.get_nowait()
+        assert in_use(q) == 0
+
+    asyncio.run(main())
+
+
+def test_an_awaiting_consumer_in_another_process():
+    q, back = pyshm.Queue(), pyshm.Queue()
+    ctx = multiprocessing.get_context("spawn")
+    p = ctx.Process(target=qh.async_echo, args=(q, back, 50))
+    p.start()
+    for i in range(50):
+        q.put((i, np.full(2000, i)))
+    assert [back.get(timeout=GUARD) for _ in range(50)] == list(range(50))
+    p.join(GUARD)
+    assert p.exitcode == 0
 
 
 # --- kills ------------------------------------------------------------------------------------

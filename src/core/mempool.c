@@ -298,9 +298,13 @@ int pyshm_pool_put(const struct pyshm_pool *p, struct pyshm_member *m, const str
     for (uint64_t i = 0; i < n; i++)
         if (blocks[i].pool != p && blocks[i].pool->offset != p->offset)
             return -EINVAL;
+    /* Only blocks the caller holds at that generation (a refused put must not wipe
+     * anyone's data): nobody else reads or writes them meanwhile. */
     if (p->flags & PYSHM_MEMPOOL_F_RETURN_PAGES)
         for (uint64_t i = 0; i < n; i++)
-            pyshm_region_return_pages(p->data + blocks[i].index * p->stride, p->elt_size);
+            if (blocks[i].index < p->count &&
+                pyshm_block_check_held(p, blocks[i].index, blocks[i].gen, m->holder) == 0)
+                pyshm_region_return_pages(p->data + blocks[i].index * p->stride, p->elt_size);
     /*
      * The free queue has a slot for every block, yet it can read as full for a moment: a
      * slot we need may still be in the hands of a get() that claimed it and has not yet

@@ -25,6 +25,8 @@
 
 #include <string.h>
 
+#include "repair.h"
+
 #define MSG_MAGIC UINT32_C(0x51485950)
 #define MSG_HEAD 16u
 #define MSG_ENTRY 16u
@@ -59,6 +61,7 @@ typedef struct {
     int closed;
     PyObject *dumps, *loads, *kw_buffer_callback, *kw_buffers, *protocol;
     PyObject *dumps_again; /* (obj, buffer_callback) -> bytes: multiprocessing's pickler */
+    PyObject *retry_on;    /* the exception after which dumps_again is tried */
     CollectorObject *spare; /* reused by one put at a time */
 } QueueBaseObject;
 
@@ -159,10 +162,13 @@ static MempoolObject *pool_at(QueueBaseObject *self, Py_ssize_t i)
 static Py_ssize_t class_for(QueueBaseObject *self, uint64_t size)
 {
     if (size > self->capacity) {
+        char what[40] = "more";
+        if (size != UINT64_MAX) /* UINT64_MAX: too large to count */
+            PyOS_snprintf(what, sizeof(what), "%llu", (unsigned long long)size);
         PyErr_Format(PyExc_ValueError,
-                     "a message of %llu bytes (pickle and buffers) can never fit in this queue: its capacity is "
+                     "a message of %s bytes (pickle and buffers) can never fit in this queue: its capacity is "
                      "%llu bytes (Queue(capacity=...))",
-                     (unsigned long long)size, (unsigned long long)self->capacity);
+                     what, (unsigned long long)self->capacity);
         return -1;
     }
     Py_ssize_t i = 0;
@@ -173,13 +179,18 @@ static Py_ssize_t class_for(QueueBaseObject *self, uint64_t size)
 
 struct take_attempt {
     const struct pyshm_pool *pool;
+    const struct pyshm_block_ring *ring;
     struct pyshm_member *m;
     struct pyshm_block *out;
 };
 
+/* A put waiting for a block of its class ends when the queue is shut down, as one
+ * waiting for room in the ring does. */
 static int64_t try_take(void *ctx)
 {
     struct take_attempt *a = ctx;
+    if (pyshm_block_ring_shutdown_state(a->ring) != PYSHM_BLOCK_RING_OPEN)
+        return -ESHUTDOWN;
     return pyshm_pool_get(a->pool, a->m, a->out, 1);
 }
 
@@ -189,7 +200,7 @@ static int take_block(QueueBaseObject *self, Py_ssize_t i, struct pyshm_member *
                       const struct pyshm_wait_options *opts, uint64_t size, struct pyshm_block *out)
 {
     MempoolObject *pool = pool_at(self, i);
-    struct take_attempt a = {pool->pool, m, out};
+    struct take_attempt a = {pool->pool, &self->ring->ring, m, out};
     int64_t rc = pyshm_wait_until(self->shm, &pool->base, &pool->pool->free_queue.shared->not_empty,
                                   &pool->get_spin_ns, -PYSHM_EEMPTY, try_take, &a, opts);
     if (rc == 1)
@@ -197,8 +208,10 @@ static int take_block(QueueBaseObject *self, Py_ssize_t i, struct pyshm_member *
     if (rc == -PYSHM_EEMPTY)
         PyErr_Format(self->shm->state->FullError,
                      "the queue is full: no room for a message of %llu bytes (its %llu-byte blocks are all in "
-                     "flight)",
+                     "flight, or held by arrays received earlier and still alive)",
                      (unsigned long long)size, (unsigned long long)pool->pool->elt_size);
+    else if (rc == -ESHUTDOWN)
+        PyErr_SetString(self->shm->state->ShutDown, "the queue was shut down");
     else
         pyshm_raise(self->shm->state, (int)(rc < 0 ? rc : -PYSHM_ECORRUPT), "Queue.put");
     return -1;
@@ -235,42 +248,59 @@ static int send_block(QueueBaseObject *self, struct pyshm_member *m, const struc
     return -1;
 }
 
-static void give_back(struct pyshm_member *m, const struct pyshm_block *b)
+/* Give a block we hold back to its pool. A free queue that stays blocked past the
+ * patience may have a slot claimed by a process that died: repair, and try once more
+ * (as Mempool.put does). */
+static void give_back(QueueBaseObject *self, struct pyshm_member *m, const struct pyshm_block *b)
 {
-    pyshm_pool_put(b->pool, m, b, 1, PYSHM_PUT_PATIENCE_NS);
+    if (pyshm_pool_put(b->pool, m, b, 1, PYSHM_PUT_PATIENCE_NS) == -EAGAIN) {
+        struct pyshm_repair_report report;
+        if (pyshm_repair(&self->shm->space, 1, &report) == 0 && report.entries + report.released > 0)
+            pyshm_pool_put(b->pool, m, b, 1, PYSHM_PUT_PATIENCE_NS);
+    }
 }
 
 static uint8_t *block_data(const struct pyshm_block *b) { return b->pool->data + b->index * b->pool->stride; }
 
-/* The Block this queue lent (_lend) that the buffer b views from its lent offset, or
- * NULL. Follows memoryviews and `.base` attributes (numpy arrays) a few steps. */
-static BlockObject *lent_block(QueueBaseObject *self, const Py_buffer *b)
+/* Whether b's memory lies in a block handed over already: -1 with ValueError if so,
+ * else 0 with *lent set to the Block this queue lent (_lend) that b views from its lent
+ * offset, or NULL. Follows memoryviews and numpy arrays' bases only (C getters: no
+ * Python code runs), holding a reference at each step. */
+static int find_lent(QueueBaseObject *self, const Py_buffer *b, BlockObject **lent)
 {
+    *lent = NULL;
     const struct pyshm_region *r = &self->shm->space.region;
-    if ((const uint8_t *)b->buf < r->base || (const uint8_t *)b->buf >= r->base + r->map_size)
-        return NULL;
-    PyObject *o = b->obj;
-    for (int depth = 0; o && depth < 8; depth++) {
+    if ((const uint8_t *)b->buf < r->base || (const uint8_t *)b->buf >= r->base + r->map_size || !b->obj)
+        return 0;
+    PyObject *o = Py_NewRef(b->obj);
+    for (int depth = 0; o && depth < 16; depth++) {
         if (Py_IS_TYPE(o, self->shm->state->BlockType)) {
             BlockObject *block = (BlockObject *)o;
-            if (block->lent_to == self && block->shm == self->shm && (char *)b->buf == block->data + block->lent_at &&
-                b->len <= block->length - block->lent_at)
-                return block;
-            return NULL;
+            if (block->given) {
+                Py_DECREF(o);
+                PyErr_SetString(PyExc_ValueError,
+                                "put(): this memory was put in a queue already (it belongs to its receiver now)");
+                return -1;
+            }
+            if (block->lent_to == self && block->shm == self->shm &&
+                (char *)b->buf == block->data + block->lent_at && b->len <= block->length - block->lent_at)
+                *lent = block; /* alive: the buffer b holds it */
+            Py_DECREF(o);
+            return 0;
         }
-        if (PyMemoryView_Check(o)) {
-            o = ((PyMemoryViewObject *)o)->mbuf->master.obj;
-            continue;
+        PyObject *next = NULL;
+        if (PyMemoryView_Check(o))
+            next = Py_XNewRef(((PyMemoryViewObject *)o)->mbuf->master.obj);
+        else if (strcmp(Py_TYPE(o)->tp_name, "numpy.ndarray") == 0) {
+            next = PyObject_GetAttrString(o, "base");
+            if (!next)
+                PyErr_Clear();
         }
-        PyObject *base = PyObject_GetAttrString(o, "base");
-        if (!base) {
-            PyErr_Clear();
-            return NULL;
-        }
-        Py_DECREF(base); /* o holds it */
-        o = base == Py_None ? NULL : base;
+        Py_DECREF(o);
+        o = next == Py_None ? (Py_DECREF(next), NULL) : next;
     }
-    return NULL;
+    Py_XDECREF(o);
+    return 0;
 }
 
 /* -- put ----------------------------------------------------------------------------- */
@@ -288,9 +318,9 @@ static PyObject *pickle_obj(QueueBaseObject *self, PyObject *obj, PyObject **oob
     c->min = self->oob_min;
     PyObject *args[3] = {obj, self->protocol, (PyObject *)c};
     PyObject *data = PyObject_Vectorcall(self->dumps, args, 2, self->kw_buffer_callback);
-    if (!data && PyErr_ExceptionMatches(PyExc_TypeError)) {
+    if (!data && PyErr_ExceptionMatches(self->retry_on)) {
         /* Objects only multiprocessing's pickler reduces (an unnamed ShareMem, a
-         * pyshm.Queue, a socket): try it, and raise the first error if it fails too. */
+         * pyshm.Queue): try it, and raise the first error if it fails too. */
         PYSHM_SAVE_EXCEPTION(first);
         Py_CLEAR(c->list);
         PyObject *again[2] = {obj, (PyObject *)c};
@@ -328,52 +358,46 @@ static PyObject *pickle_obj(QueueBaseObject *self, PyObject *obj, PyObject **oob
 /* Send a message whose only out-of-band buffer lives in a block this queue lent: the
  * header and pickle go in front of it, and that block is the message. 1 if sent, 0 if
  * this message does not qualify, -1 on error. */
-static int send_lent(QueueBaseObject *self, struct pyshm_member *m, PyObject *data, Py_buffer *buf,
-                     const struct pyshm_wait_options *opts)
+static int send_lent(QueueBaseObject *self, struct pyshm_member *m, PyObject *data, BlockObject *block,
+                     const Py_buffer *buf, const struct pyshm_wait_options *opts)
 {
-    BlockObject *block = lent_block(self, buf);
-    if (!block)
-        return 0;
-    if (block->given) {
-        PyErr_SetString(PyExc_ValueError,
-                        "put(): this array's memory was already put in the queue (it belongs to the receiver now)");
-        return -1;
-    }
     Py_ssize_t plen = PyBytes_GET_SIZE(data);
     if ((uint64_t)plen + MSG_HEAD + MSG_ENTRY > (uint64_t)block->lent_at)
         return 0; /* a pickle this large travels in a block of its own */
+    /* Only the process holding the block writes into it (not a fork child's copy). */
+    if (pyshm_block_check_held(block->pool, block->index, block->gen, m->holder) != 0) {
+        PyErr_SetString(PyExc_ValueError, "put(): this process does not hold the memory of this array (a fork "
+                                          "child's copy?)");
+        return -1;
+    }
     struct pyshm_block b = {block->pool, block->index, block->gen};
     uint8_t *p = (uint8_t *)block->data;
     uint32_t head[2] = {MSG_MAGIC, 1};
     uint64_t len64 = (uint64_t)plen, entry[2] = {(uint64_t)((char *)buf->buf - block->data), (uint64_t)buf->len};
+    /* Given from here: another thread's put of it, while this one waits, raises. */
+    block->given = 1;
     memcpy(p, head, 8);
     memcpy(p + 8, &len64, 8);
     memcpy(p + MSG_HEAD, entry, MSG_ENTRY);
     memcpy(p + MSG_HEAD + MSG_ENTRY, PyBytes_AS_STRING(data), (size_t)plen);
-    if (send_block(self, m, &b, opts) < 0)
+    if (send_block(self, m, &b, opts) < 0) {
+        block->given = 0; /* still ours */
         return -1;
-    block->given = 1; /* the receiver's now: a drop here must not give it back */
+    }
     return 1;
 }
 
-static PyObject *queue_put(QueueBaseObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+/* Send a pickled message: 0, or -1 with the exception. When the exception is queue.Full,
+ * *full_at says what is full: -1 the ring (messages), else the size class with no block
+ * free (bytes). */
+static int send_message(QueueBaseObject *self, PyObject *data, PyObject *oob, const struct pyshm_wait_options *opts,
+                        Py_ssize_t *full_at)
 {
-    PyObject *obj;
-    struct pyshm_wait_options opts;
-    if (parse_wait(args, nargs, kwnames, 1, "obj", &obj, &opts) < 0 ||
-        check_usable(self) < 0)
-        return NULL;
-    struct pyshm_member *m = pyshm_shm_member(self->shm, "Queue.put");
-    if (!m)
-        return NULL;
-    PyObject *oob = NULL;
-    PyObject *data = pickle_obj(self, obj, &oob);
-    if (!data)
-        return NULL;
     Py_ssize_t n = oob ? PyList_GET_SIZE(oob) : 0;
     Py_buffer one, *bufs = n <= 1 ? &one : PyMem_Calloc((size_t)n, sizeof(Py_buffer));
     Py_ssize_t got = 0;
-    PyObject *result = NULL;
+    int rc = -1;
+    *full_at = -1;
     if (!bufs) {
         PyErr_NoMemory();
         goto done;
@@ -381,25 +405,43 @@ static PyObject *queue_put(QueueBaseObject *self, PyObject *const *args, Py_ssiz
     for (; got < n; got++)
         if (PyObject_GetBuffer(PyList_GET_ITEM(oob, got), &bufs[got], PyBUF_ANY_CONTIGUOUS) < 0)
             goto done;
-    if (n == 1) {
-        int lent = send_lent(self, m, data, &bufs[0], &opts);
-        if (lent < 0)
+    /* Everything that can run Python code (pickling, getting buffers) is done: the region
+     * is checked now, and no Python code runs until the message is sent. */
+    if (check_usable(self) < 0)
+        goto done;
+    struct pyshm_member *m = pyshm_shm_member(self->shm, "Queue.put");
+    if (!m)
+        goto done;
+    BlockObject *lent = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        BlockObject *found;
+        if (find_lent(self, &bufs[i], &found) < 0)
             goto done;
-        if (lent) {
-            result = Py_NewRef(Py_None);
+        if (!lent)
+            lent = found;
+    }
+    if (n == 1 && lent) {
+        int sent = send_lent(self, m, data, lent, &bufs[0], opts);
+        if (sent != 0) {
+            rc = sent > 0 ? 0 : -1;
             goto done;
         }
     }
     uint64_t plen = (uint64_t)PyBytes_GET_SIZE(data);
     uint64_t table = MSG_HEAD + MSG_ENTRY * (uint64_t)n, size = ALIGN_UP(table + plen);
-    for (Py_ssize_t i = 0; i < n; i++)
-        size = ALIGN_UP(size + (uint64_t)bufs[i].len);
-    Py_ssize_t cls = class_for(self, size);
+    int too_big = (uint64_t)n > UINT32_MAX || size > self->capacity;
+    for (Py_ssize_t i = 0; i < n && !too_big; i++) {
+        too_big = (uint64_t)bufs[i].len > self->capacity - size;
+        size = too_big ? size : ALIGN_UP(size + (uint64_t)bufs[i].len);
+    }
+    Py_ssize_t cls = class_for(self, too_big ? UINT64_MAX : size);
     if (cls < 0)
         goto done;
     struct pyshm_block b;
-    if (take_block(self, cls, m, &opts, size, &b) < 0)
+    if (take_block(self, cls, m, opts, size, &b) < 0) {
+        *full_at = cls;
         goto done;
+    }
     uint8_t *p = block_data(&b);
     uint32_t head[2] = {MSG_MAGIC, (uint32_t)n};
     memcpy(p, head, 8);
@@ -412,18 +454,64 @@ static PyObject *queue_put(QueueBaseObject *self, PyObject *const *args, Py_ssiz
         memcpy(p + at, bufs[i].buf, (size_t)bufs[i].len);
         at = ALIGN_UP(at + (uint64_t)bufs[i].len);
     }
-    if (send_block(self, m, &b, &opts) < 0)
-        give_back(m, &b);
+    if (send_block(self, m, &b, opts) < 0)
+        give_back(self, m, &b);
     else
-        result = Py_NewRef(Py_None);
+        rc = 0;
 done:
     for (Py_ssize_t i = 0; i < got; i++)
         PyBuffer_Release(&bufs[i]);
     if (bufs && bufs != &one)
         PyMem_Free(bufs);
+    return rc;
+}
+
+static PyObject *queue_put(QueueBaseObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *obj;
+    struct pyshm_wait_options opts;
+    if (parse_wait(args, nargs, kwnames, 1, "obj", &obj, &opts) < 0 || check_usable(self) < 0)
+        return NULL;
+    PyObject *oob = NULL;
+    PyObject *data = pickle_obj(self, obj, &oob);
+    if (!data)
+        return NULL;
+    Py_ssize_t full_at;
+    int rc = send_message(self, data, oob, &opts, &full_at);
     Py_XDECREF(oob);
     Py_DECREF(data);
-    return result;
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+/* _pickle(obj) -> (pickle, out-of-band buffers or None): put's first half, for put_async
+ * (which pickles once, then tries _try_send until there is room). */
+static PyObject *queue_pickle(QueueBaseObject *self, PyObject *obj)
+{
+    if (check_usable(self) < 0)
+        return NULL;
+    PyObject *oob = NULL;
+    PyObject *data = pickle_obj(self, obj, &oob);
+    if (!data)
+        return NULL;
+    return Py_BuildValue("(NN)", data, oob ? oob : Py_NewRef(Py_None));
+}
+
+/* _try_send(pickle, buffers): put's second half, never waiting. None when sent; when
+ * full, what to wait for: -1 the ring (a get), i >= 0 a block of size class i. */
+static PyObject *queue_try_send(QueueBaseObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || (args[1] != Py_None && !PyList_Check(args[1]))) {
+        PyErr_SetString(PyExc_TypeError, "_try_send(pickle: bytes, buffers: list | None)");
+        return NULL;
+    }
+    struct pyshm_wait_options opts = {0, UINT64_MAX};
+    Py_ssize_t full_at;
+    if (send_message(self, args[0], args[1] == Py_None ? NULL : args[1], &opts, &full_at) == 0)
+        Py_RETURN_NONE;
+    if (!PyErr_ExceptionMatches(self->shm->state->FullError))
+        return NULL;
+    PyErr_Clear();
+    return PyLong_FromSsize_t(full_at);
 }
 
 /* -- get ----------------------------------------------------------------------------- */
@@ -443,7 +531,7 @@ static int64_t try_receive(void *ctx)
 
 static PyObject *corrupt(QueueBaseObject *self, struct pyshm_member *m, const struct pyshm_block *b, const char *why)
 {
-    give_back(m, b);
+    give_back(self, m, b);
     PyErr_Format(self->shm->state->CorruptionError, "Queue.get: %s (a process wrote into the queue's memory?)", why);
     return NULL;
 }
@@ -473,7 +561,7 @@ static PyObject *open_message(QueueBaseObject *self, struct pyshm_member *m, con
     if (n == 0 && plen <= MSG_COPY_MAX) {
         /* A small message: copied out, the block back at once, then unpickled. */
         PyObject *pickled = PyBytes_FromStringAndSize((const char *)p + table, (Py_ssize_t)plen);
-        give_back(m, b);
+        give_back(self, m, b);
         if (!pickled)
             return NULL;
         PyObject *obj = PyObject_CallOneArg(self->loads, pickled);
@@ -482,7 +570,7 @@ static PyObject *open_message(QueueBaseObject *self, struct pyshm_member *m, con
     }
     uint64_t entries[2 * 64], *e = n <= 64 ? entries : PyMem_Malloc(n * MSG_ENTRY);
     if (!e) {
-        give_back(m, b);
+        give_back(self, m, b);
         return PyErr_NoMemory();
     }
     memcpy(e, p + MSG_HEAD, n * MSG_ENTRY);
@@ -600,14 +688,15 @@ static PyObject *queue_lend(QueueBaseObject *self, PyObject *const *args, Py_ssi
 
 /* -- set-up -------------------------------------------------------------------------- */
 
-/* _bind(ring, pools, capacity, oob_min, dumps_again): the objects made or found by
- * pyshm/queue.py, and the pickling to try when pickle.dumps raises TypeError. */
+/* _bind(ring, pools, capacity, oob_min, dumps_again, retry_on): the objects made or
+ * found by pyshm/queue.py, and the pickling to try when pickle.dumps raises retry_on. */
 static PyObject *queue_bind(QueueBaseObject *self, PyObject *args)
 {
-    PyObject *ring, *pools, *dumps_again;
+    PyObject *ring, *pools, *dumps_again, *retry_on;
     unsigned long long capacity;
     Py_ssize_t oob_min;
-    if (!PyArg_ParseTuple(args, "OO!KnO:_bind", &ring, &PyTuple_Type, &pools, &capacity, &oob_min, &dumps_again))
+    if (!PyArg_ParseTuple(args, "OO!KnOO:_bind", &ring, &PyTuple_Type, &pools, &capacity, &oob_min, &dumps_again,
+                          &retry_on))
         return NULL;
     if (self->ring) {
         PyErr_SetString(PyExc_ValueError, "_bind(): already set up");
@@ -617,8 +706,10 @@ static PyObject *queue_bind(QueueBaseObject *self, PyObject *args)
     if (!st)
         return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(pools);
-    if (!PyObject_TypeCheck(ring, st->RingType) || n < 1 || n > MSG_MAX_CLASSES || oob_min < 1) {
-        PyErr_SetString(PyExc_ValueError, "_bind(): a Ring, 1 to 48 Mempools, a capacity, oob_min >= 1");
+    if (!PyObject_TypeCheck(ring, st->RingType) || n < 1 || n > MSG_MAX_CLASSES || oob_min < 1 ||
+        !PyCallable_Check(dumps_again) || !PyExceptionClass_Check(retry_on)) {
+        PyErr_SetString(PyExc_ValueError, "_bind(): a Ring, 1 to 48 Mempools, a capacity, oob_min >= 1, a callable, "
+                                          "an exception class");
         return NULL;
     }
     ShareMemObject *shm = ((RingObject *)ring)->base.shm;
@@ -647,12 +738,24 @@ static PyObject *queue_bind(QueueBaseObject *self, PyObject *args)
     if (!self->dumps || !self->loads || !self->kw_buffer_callback || !self->kw_buffers || !self->protocol)
         return NULL;
     self->dumps_again = Py_NewRef(dumps_again);
+    self->retry_on = Py_NewRef(retry_on);
     self->shm = (ShareMemObject *)Py_NewRef(shm);
     self->pools = Py_NewRef(pools);
     self->nclasses = n;
     self->capacity = capacity;
     self->oob_min = oob_min;
     self->ring = (RingObject *)Py_NewRef(ring);
+    Py_RETURN_NONE;
+}
+
+/* _wake_all(): wake every put waiting for a block of a size class (after shutdown, so
+ * that they see it at once rather than at their next periodic look). */
+static PyObject *queue_wake_all(QueueBaseObject *self, PyObject *Py_UNUSED(unused))
+{
+    if (check_usable(self) < 0)
+        return NULL;
+    for (Py_ssize_t i = 0; i < self->nclasses; i++)
+        pyshm_wait_wake_all(&pool_at(self, i)->pool->free_queue.shared->not_empty);
     Py_RETURN_NONE;
 }
 
@@ -676,6 +779,7 @@ static int queue_traverse(QueueBaseObject *self, visitproc visit, void *arg)
     Py_VISIT(self->dumps);
     Py_VISIT(self->loads);
     Py_VISIT(self->dumps_again);
+    Py_VISIT(self->retry_on);
     Py_VISIT(self->spare);
     return 0;
 }
@@ -688,6 +792,7 @@ static int queue_clear(QueueBaseObject *self)
     Py_CLEAR(self->dumps);
     Py_CLEAR(self->loads);
     Py_CLEAR(self->dumps_again);
+    Py_CLEAR(self->retry_on);
     Py_CLEAR(self->kw_buffer_callback);
     Py_CLEAR(self->kw_buffers);
     Py_CLEAR(self->protocol);
@@ -710,11 +815,15 @@ static PyMethodDef queue_methods[] = {
     {"get", (PyCFunction)(void (*)(void))queue_get, METH_FASTCALL | METH_KEYWORDS,
      "get(block=True, timeout=None): remove and return the oldest object."},
     {"put_nowait", (PyCFunction)queue_put_nowait, METH_O, "put(obj, False)."},
+    {"_pickle", (PyCFunction)queue_pickle, METH_O, "put's first half: (pickle, out-of-band buffers or None)."},
+    {"_try_send", (PyCFunction)(void (*)(void))queue_try_send, METH_FASTCALL,
+     "put's second half, never waiting: None when sent, else what is full (-1 the ring, i class i)."},
     {"get_nowait", (PyCFunction)queue_get_nowait, METH_NOARGS, "get(False)."},
     {"_lend", (PyCFunction)(void (*)(void))queue_lend, METH_FASTCALL | METH_KEYWORDS,
      "_lend(nbytes, block=True, timeout=None): nbytes of the queue's memory, sent without a copy by put()."},
     {"_bind", (PyCFunction)queue_bind, METH_VARARGS, "Set the queue up on its ring and pools (internal)."},
     {"close", (PyCFunction)queue_close, METH_NOARGS, "This handle puts and gets no more."},
+    {"_wake_all", (PyCFunction)queue_wake_all, METH_NOARGS, "Wake every put waiting for a block (after shutdown)."},
     {NULL, NULL, 0, NULL},
 };
 

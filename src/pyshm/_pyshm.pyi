@@ -243,8 +243,18 @@ class _QueueBase:
     @property
     def closed(self) -> bool: ...
     def _lend(self, nbytes: SupportsIndex, block: bool = True, timeout: float | None = None) -> memoryview: ...
+    def _pickle(self, obj: object, /) -> tuple[bytes, list[Any] | None]: ...
+    def _try_send(self, data: bytes, buffers: list[Any] | None, /) -> int | None: ...
+    def _wake_all(self) -> None: ...
     def _bind(
-        self, ring: Ring, pools: tuple[Mempool, ...], capacity: int, oob_min: int, dumps_again: Any, /
+        self,
+        ring: Ring,
+        pools: tuple[Mempool, ...],
+        capacity: int,
+        oob_min: int,
+        dumps_again: Any,
+        retry_on: type[BaseException],
+        /,
     ) -> None: ...
 
 # The sleep of one asyncio watcher thread (src/ext/aio.c, used by pyshm._aio).

@@ -20,6 +20,7 @@ give those back as for any pool (nothing here adds a shared-memory protocol of i
 """
 from __future__ import annotations
 
+import asyncio
 import io
 import operator
 import pickle
@@ -32,10 +33,13 @@ from typing import Any, Iterable
 if sys.version_info >= (3, 11):
     from typing import Self
 
+from . import _aio
+from .shm import _OnlyThroughMultiprocessing
 from ._pyshm import (
     MEMPOOL_F_RETURN_PAGES,
     CorruptionError,
     EmptyError,
+    FullError,
     Mempool,
     RawBuffer,
     Ring,
@@ -175,7 +179,8 @@ class Queue(_QueueBase):
                 raise ValueError("this queue was not made as a JoinableQueue")
             self._tasks = Ring._from_offset(shm, tasks_off)
             self._tokens = Mempool._from_offset(shm, tokens_off)
-        self._bind(self._ring, self._pools, capacity, OOB_MIN, _dumps_for_processes)  # checks every class size
+        # _bind checks every class size.
+        self._bind(self._ring, self._pools, capacity, OOB_MIN, _dumps_for_processes, _OnlyThroughMultiprocessing)
 
     @classmethod
     def attach(cls, name: str) -> Self:
@@ -190,6 +195,43 @@ class Queue(_QueueBase):
         # The region travels as multiprocessing passes any ShareMem (its descriptor, or
         # its name for a named region); the rest is found through the directory.
         return (_rebuild, (type(self), self._shm, self._meta_offset))
+
+    # -- asyncio -------------------------------------------------------------------
+
+    async def get_async(self, timeout: float | None = None) -> Any:
+        """Await the oldest object (``queue.Empty`` after ``timeout`` seconds). Costs no CPU
+        while it waits; a task cancelled while it awaits has taken nothing."""
+        return await _aio._wait(self._ring, _aio._NOT_EMPTY, self.get_nowait, _aio._check_timeout(timeout),
+                                EmptyError)
+
+    async def put_async(self, obj: Any, timeout: float | None = None) -> None:
+        """Await room for ``obj`` (pickled once, now) and put it (``queue.Full`` after
+        ``timeout`` seconds). A task cancelled while it awaits has put nothing."""
+        timeout = _aio._check_timeout(timeout)
+        data, oob = self._pickle(obj)
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else loop.time() + timeout
+        full = self._try_send(data, oob)
+        while full is not None:
+            # Wait on what is full: the ring (messages) or the message's size class (bytes).
+            handle, side = (self._ring, _aio._NOT_FULL) if full < 0 else (self._pools[full], _aio._NOT_EMPTY)
+            seen = full
+
+            def attempt() -> None:
+                nonlocal full
+                full = self._try_send(data, oob)
+                if full is not None and full == seen:
+                    raise FullError("the queue is full")
+                # sent, or full somewhere else: back to the loop above
+
+            left = None if end is None else max(0.0, end - loop.time())
+            try:
+                await _aio._wait(handle, side, attempt, left, FullError)
+            except FullError:
+                raise FullError(
+                    "the queue is full (messages)" if seen < 0 else
+                    f"the queue is full: no {self._pools[seen].elt_size}-byte block free"
+                ) from None
 
     # -- more than one, and memory to fill in place ----------------------------------
 
@@ -208,7 +250,7 @@ class Queue(_QueueBase):
         try:
             while len(out) < n:
                 out.append(self.get(False))
-        except EmptyError:
+        except (EmptyError, ShutDown):
             pass
         return out
 
@@ -273,6 +315,7 @@ class Queue(_QueueBase):
         gets drain what is queued, then raise ``ShutDown`` (at once if ``immediate``,
         which drops what is queued)."""
         self._ring.shutdown(immediate)
+        self._wake_all()  # puts waiting for a block of their size class
 
     def join_thread(self) -> None:
         """No feeder thread to wait for: a put is done when ``put`` returns. As with
@@ -348,8 +391,8 @@ class JoinableQueue(Queue):
 
 def _dumps_for_processes(obj: Any, buffer_callback: Any) -> bytes:
     """Pickle as multiprocessing does for a Queue or Pipe (its reducers: an unnamed
-    ShareMem or a pyshm.Queue by file descriptor, sockets, connections): what put() tries
-    when plain pickling raises TypeError."""
+    ShareMem or a pyshm.Queue by file descriptor): what put() tries when plain pickling
+    raises _OnlyThroughMultiprocessing."""
     out = io.BytesIO()
     reduction.ForkingPickler(out, 5, True, buffer_callback).dump(obj)  # positional only
     return out.getvalue()

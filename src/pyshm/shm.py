@@ -85,9 +85,14 @@ def _reduce_for_multiprocessing(shm: ShareMem):
     return _attach_fd, (reduction.DupFd(shm.fileno()),)
 
 
+class _OnlyThroughMultiprocessing(TypeError):
+    """Raised by plain pickling of an unnamed region: multiprocessing's pickler (which
+    pyshm.Queue.put falls back to on this error only) passes it by descriptor."""
+
+
 def _reduce_for_pickle(shm: ShareMem):
     if shm.name is None:
-        raise TypeError(
+        raise _OnlyThroughMultiprocessing(
             "an unnamed ShareMem can only be passed to processes that multiprocessing starts "
             "(Process or Pool arguments, a multiprocessing Queue or Pipe); create it with "
             "ShareMem(size, name=...) to pickle it for anything else"
