@@ -53,9 +53,13 @@ __all__ = ["Queue", "JoinableQueue", "ShutDown"]
 # The message layout is src/ext/message.c's.
 # Buffers smaller than this stay in the pickle (a copy is cheaper than a table entry).
 OOB_MIN = 1024
-# The smallest size class, and the class from which blocks give their pages back.
+# The smallest size class; the smallest class whose blocks give their pages back to the
+# system when they go back to their pool (smaller ones are reused warm: faulting pages in
+# again costs more than the copy).
 MIN_CLASS = 128
-RETURN_PAGES_MIN = 1 << 20
+RETURN_PAGES_MIN = 1 << 28
+# An unnamed queue's size class keeps up to capacity / CLASS_SHARE bytes of blocks.
+CLASS_SHARE = 8
 
 DEFAULT_CAPACITY = 1 << 30  # unnamed queues: a sparse memfd, nothing resident until used
 DEFAULT_NAMED_CAPACITY = 1 << 26  # named queues: /dev/shm space is reserved at creation
@@ -77,11 +81,23 @@ def _class_sizes(capacity: int) -> list[int]:
     return sizes
 
 
-def _class_counts(capacity: int, sizes: list[int], named: bool) -> list[int]:
-    # Unnamed: each class can hold the whole capacity (virtual memory only). Named: the
-    # region is reserved at creation, so the capacity is shared out between the classes.
-    share = capacity if not named else max(capacity // len(sizes), MIN_CLASS)
-    return [max(1, share // s) for s in sizes]
+def _class_counts(capacity: int, sizes: list[int], named: bool, slots: int) -> list[int]:
+    """Blocks per size class. A pool hands its free blocks out in FIFO order, so a class
+    in steady use ends up touching every one of its blocks: the count is also what the
+    class keeps resident. Unnamed: a class holds capacity / 8 bytes of messages (at least
+    2 blocks, at most capacity bytes), and the classes no out-of-band buffer fits in hold
+    at most the ring's messages (they are freed as soon as they are got). Named (reserved
+    at creation): the capacity is shared out between the classes."""
+    if named:
+        share = max(capacity // len(sizes), MIN_CLASS)
+        return [max(1, share // s) for s in sizes]
+    counts = []
+    for s in sizes:
+        n = min(capacity // s, max(2, capacity // CLASS_SHARE // s))
+        if s <= OOB_MIN:
+            n = min(n, slots + 64)
+        counts.append(max(1, n))
+    return counts
 
 
 def _footprint(counts: list[int], sizes: list[int], slots: int, joinable: bool) -> int:
@@ -98,10 +114,10 @@ class Queue(_QueueBase):
 
     ``maxsize`` bounds the number of messages (0: up to 65,536 in flight). ``capacity``
     bounds the bytes: a message (pickle plus out-of-band buffers) may be up to
-    ``capacity`` bytes, and each size class holds at most ``capacity`` bytes of messages
-    in flight (named queues: ``capacity`` shared out between the classes). ``name``
-    makes the region a named one that unrelated processes open with
-    :meth:`Queue.attach`.
+    ``capacity`` bytes, and each size class (powers of two) holds ``capacity / 8`` bytes
+    of messages in flight, at least two (named queues: ``capacity`` shared out between
+    the classes). ``name`` makes the region a named one that unrelated processes open
+    with :meth:`Queue.attach`.
 
     ``put``, ``get``, ``put_nowait`` and ``get_nowait`` are the C methods of the base
     class (src/ext/message.c).
@@ -127,8 +143,8 @@ class Queue(_QueueBase):
         sizes = _class_sizes(capacity)
         if len(sizes) > _MAX_CLASSES:
             raise ValueError("capacity is too large")
-        counts = _class_counts(capacity, sizes, name is not None)
         slots = maxsize or DEFAULT_SLOTS
+        counts = _class_counts(capacity, sizes, name is not None, slots)
         shm = ShareMem(_footprint(counts, sizes, slots, self._joinable), name)
         try:
             ring = Ring(slots, shm=shm)
