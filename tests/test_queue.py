@@ -481,6 +481,17 @@ def test_joinable_queue_across_processes(method):
         q.task_done()
 
 
+def test_joinable_queue_bounds_unfinished_tasks_with_queue_full():
+    q = pyshm.JoinableQueue(maxsize=2)  # up to 4 * maxsize unfinished tasks
+    for i in range(8):
+        q.put(i)
+        assert q.get() == i
+    with pytest.raises(queue.Full, match="unfinished tasks"):
+        q.put_nowait(8)
+    q.task_done()
+    q.put_nowait(8)
+
+
 def test_joinable_immediate_shutdown_counts_dropped_work_as_done():
     q = pyshm.JoinableQueue()
     q.put_many(["a", "b", "c"])

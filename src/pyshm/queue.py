@@ -358,7 +358,13 @@ class JoinableQueue(Queue):
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         end = None if timeout is None or not block else time.monotonic() + timeout
-        token = self._tokens.get(block=block, timeout=timeout)
+        try:
+            token = self._tokens.get(block=block, timeout=timeout)
+        except EmptyError:
+            raise FullError(
+                f"the queue has {self._tokens.count} unfinished tasks, its most (call task_done() for the "
+                "objects got)"
+            ) from None
         try:
             self._tasks.enqueue(token, block=block, timeout=None if end is None else max(0.0, end - time.monotonic()))
         except BaseException:
