@@ -207,30 +207,42 @@ def q_check(msg):
     return (sender, seq) if ok else None
 
 
+def q_put_one(q, sender, seq):
+    """Put message seq; the next sequence number (seq again if the queue stayed full)."""
+    try:
+        q.put(q_message(sender, seq), timeout=WAIT)
+        return seq + 1
+    except FullError:
+        return seq
+
+
+def q_get_one(q, log):
+    """Get, check and log one message: 0, or EXIT_BAD_DATA."""
+    try:
+        msg = q.get(timeout=WAIT)
+    except EmptyError:
+        return 0
+    except CorruptionError:
+        return EXIT_BAD_DATA
+    item = q_check(msg)
+    del msg  # an array's block goes back here
+    if item is None:
+        return EXIT_BAD_DATA
+    log.add(item)
+    return 0
+
+
 def q_producer(q, sender, deadline):
     seq = 0
     while time.monotonic() < deadline:
-        try:
-            q.put(q_message(sender, seq), timeout=WAIT)
-            seq += 1
-        except FullError:
-            pass
+        seq = q_put_one(q, sender, seq)
     return 0
 
 
 def q_consumer(q, log, deadline):
     while time.monotonic() < deadline:
-        try:
-            msg = q.get(timeout=WAIT)
-        except EmptyError:
-            continue
-        except CorruptionError:
+        if q_get_one(q, log):
             return EXIT_BAD_DATA
-        item = q_check(msg)
-        del msg  # an array's block goes back here
-        if item is None:
-            return EXIT_BAD_DATA
-        log.add(item)
     return 0
 
 
@@ -238,22 +250,9 @@ def q_victim(q, log, point, nth, deadline):
     os.environ["PYSHM_FAULT"] = f"{point}:{nth}"
     seq = 0
     while time.monotonic() < deadline:
-        try:
-            q.put(q_message(VICTIM, seq), timeout=WAIT)
-            seq += 1
-        except FullError:
-            pass
-        try:
-            msg = q.get(timeout=WAIT)
-        except EmptyError:
-            continue
-        except CorruptionError:
+        seq = q_put_one(q, VICTIM, seq)
+        if q_get_one(q, log):
             return EXIT_BAD_DATA
-        item = q_check(msg)
-        del msg
-        if item is None:
-            return EXIT_BAD_DATA
-        log.add(item)
     return 0
 
 
