@@ -291,6 +291,7 @@ def test_demo_quick():
     assert "OK: every message of every phase was verified" in res.stdout
     assert "GB/s" not in res.stdout
     assert "us per block" in res.stdout and "us per payload" in res.stdout
+    assert "through pyshm.Queue" in res.stdout and "multiprocessing.Queue's" in res.stdout
 
 
 def test_python_m_pyshm_runs_the_commands():

@@ -5,7 +5,8 @@
     pyshm ls                    pyshm regions in /dev/shm: size, layout version, objects, members
     pyshm info NAME [--json]    what a region holds (ShareMem.inspect(NAME)), as a table or JSON
     pyshm rm NAME [--force]     unlink a region; refused while a live process uses it
-    pyshm demo [--quick]        two processes passing blocks through a Ring (also ``python -m pyshm``)
+    pyshm demo [--quick]        two processes passing blocks through a Ring and objects through
+                                a Queue, next to multiprocessing.Queue (also ``python -m pyshm``)
 
 Inspecting a region maps it read-only for the time of the call: it does not join the
 region's member table, take a lock or write anything, so it changes nothing a process
@@ -307,8 +308,11 @@ def queue_consumer(q, n, size):
     return report
 
 
-def run_queue(n, size, timeout):
-    q = multiprocessing.get_context("fork").Queue(maxsize=SMALL_POOL if size == SMALL_SIZE else LARGE_POOL)
+def run_queue(n, size, timeout, kind="mp"):
+    """The queue phases: multiprocessing.Queue (kind "mp") or pyshm.Queue ("pyshm"), the
+    same producer and consumer (bytes objects, pickled by either queue)."""
+    maxsize = SMALL_POOL if size == SMALL_SIZE else LARGE_POOL
+    q = multiprocessing.get_context("fork").Queue(maxsize) if kind == "mp" else pyshm.Queue(maxsize)
     children = [
         ("consumer", *fork(queue_consumer, q, n, size)),
         ("producer", *fork(queue_producer, q, n, size)),
@@ -403,9 +407,21 @@ def demo_main(argv=None, prog="pyshm demo"):
                 ratio = _rate(n, t_small) / _rate(qn, t_queue)
                 print(f"    pyshm passed small messages {ratio:.1f}x as fast")
 
+        t_pqueue = phase(
+            f"[3] the same {SMALL_SIZE}-byte messages through pyshm.Queue (objects, pickled like [2])",
+            lambda: run_queue(qn, SMALL_SIZE, _timeout(qn, 500e-6), "pyshm"),
+        )
+        if t_pqueue is not None:
+            print(f"    {_count(qn)} messages passed; every sequence number arrived in order")
+            print(f"    {t_pqueue:.3f} s: {_count(round(_rate(qn, t_pqueue)))} msg/s", end="")
+            if t_queue is not None:
+                print(f", {_rate(qn, t_pqueue) / _rate(qn, t_queue):.1f}x multiprocessing.Queue's")
+            else:
+                print()
+
         ln = sizes["large"]
         t_large = phase(
-            f"[3] 1 MiB blocks through a pyshm Ring (Mempool of {LARGE_POOL} blocks, Ring of {LARGE_RING} slots)",
+            f"[4] 1 MiB blocks through a pyshm Ring (Mempool of {LARGE_POOL} blocks, Ring of {LARGE_RING} slots)",
             lambda: run_pyshm(large_pool, large_ring, ln, large_producer, large_consumer, _timeout(ln, 5e-3)),
         )
         if t_large is not None:
@@ -424,7 +440,7 @@ def demo_main(argv=None, prog="pyshm demo"):
 
         lq = sizes["queue_large"]
         t_lqueue = phase(
-            "[4] the same 1 MiB payloads through multiprocessing.Queue (pickled and copied)",
+            "[5] the same 1 MiB payloads through multiprocessing.Queue (pickled and copied)",
             lambda: run_queue(lq, LARGE_SIZE, _timeout(lq, 50e-3)),
         )
         if t_lqueue is not None:
@@ -435,6 +451,20 @@ def demo_main(argv=None, prog="pyshm demo"):
             if t_large is not None:
                 ratio = _per_item_us(lq, t_lqueue) / _per_item_us(ln, t_large)
                 print(f"    a 1 MiB payload cost {ratio:.1f}x as much as through pyshm, stamps and checks included")
+
+        t_plqueue = phase(
+            "[6] the same 1 MiB payloads through pyshm.Queue (bytes objects: pickled, copied once each way)",
+            lambda: run_queue(lq, LARGE_SIZE, _timeout(lq, 50e-3), "pyshm"),
+        )
+        if t_plqueue is not None:
+            print(f"    {_count(lq)} payloads passed and checked")
+            print(f"    {t_plqueue:.3f} s: {_count(round(_rate(lq, t_plqueue)))} payloads/s, "
+                  f"{_per_item_us(lq, t_plqueue):.1f} us per payload", end="")
+            if t_lqueue is not None:
+                print(f", {_per_item_us(lq, t_lqueue) / _per_item_us(lq, t_plqueue):.1f}x faster than [5]")
+            else:
+                print()
+            print("    (numpy arrays are not even copied on the way out: see pyshm.Queue's documentation)")
 
         for obj in (small_ring, small_pool, large_ring, large_pool):
             obj.cleanup()
