@@ -43,11 +43,13 @@
 
 #define ALIGN_UP(x) (((x) + MSG_ALIGN - 1) & ~(MSG_ALIGN - 1))
 
-/* The buffer_callback given to pickle.dumps: large contiguous buffers out of band. */
+/* The buffer_callback given to pickle.dumps: large contiguous buffers out of band. The
+ * queue's own Pickler also writes its output here (write()). */
 typedef struct {
     PyObject_HEAD
     PyObject *list; /* the PickleBuffers kept out of band, made at the first */
     Py_ssize_t min;
+    PyObject *out;  /* what the Pickler wrote: its one bytes object, or a list of them */
 } CollectorObject;
 
 typedef struct {
@@ -63,6 +65,10 @@ typedef struct {
     PyObject *dumps_again; /* (obj, buffer_callback) -> bytes: multiprocessing's pickler */
     PyObject *retry_on;    /* the exception after which dumps_again is tried */
     CollectorObject *spare; /* reused by one put at a time */
+    PyObject *pickler;      /* the queue's own pickle.Pickler, writing into `own` */
+    PyObject *pickler_dump, *pickler_clear;
+    CollectorObject *own;   /* its file and its buffer_callback */
+    int pickler_busy;
 } QueueBaseObject;
 
 static PyTypeObject *collector_type(PyObject *any_module_object);
@@ -90,16 +96,61 @@ static PyObject *collector_call(CollectorObject *self, PyObject *args, PyObject 
     Py_RETURN_FALSE;
 }
 
+static PyObject *collector_write(CollectorObject *self, PyObject *data)
+{
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "write() takes bytes");
+        return NULL;
+    }
+    if (!self->out)
+        self->out = Py_NewRef(data);
+    else {
+        if (PyBytes_Check(self->out)) {
+            PyObject *list = PyList_New(1);
+            if (!list)
+                return NULL;
+            PyList_SET_ITEM(list, 0, self->out);
+            self->out = list;
+        }
+        if (PyList_Append(self->out, data) < 0)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
+}
+
+/* The Pickler's output as one bytes object (new reference), the collector emptied. */
+static PyObject *collector_output(CollectorObject *self)
+{
+    PyObject *out = self->out;
+    self->out = NULL;
+    if (!out)
+        return PyBytes_FromStringAndSize(NULL, 0);
+    if (PyBytes_Check(out))
+        return out;
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    PyObject *joined = empty ? _PyBytes_Join(empty, out) : NULL;
+    Py_XDECREF(empty);
+    Py_DECREF(out);
+    return joined;
+}
+
+static PyMethodDef collector_methods[] = {
+    {"write", (PyCFunction)collector_write, METH_O, "Keep what the Pickler writes."},
+    {NULL, NULL, 0, NULL},
+};
+
 static void collector_dealloc(CollectorObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
     Py_XDECREF(self->list);
+    Py_XDECREF(self->out);
     type->tp_free(self);
     Py_DECREF(type);
 }
 
 static PyType_Slot collector_slots[] = {
     {Py_tp_call, collector_call},
+    {Py_tp_methods, collector_methods},
     {Py_tp_dealloc, collector_dealloc},
     {Py_tp_doc, "pickle's buffer_callback for pyshm.Queue (internal)."},
     {0, NULL},
@@ -305,19 +356,64 @@ static int find_lent(QueueBaseObject *self, const Py_buffer *b, BlockObject **le
 
 /* -- put ----------------------------------------------------------------------------- */
 
+static CollectorObject *new_collector(QueueBaseObject *self)
+{
+    CollectorObject *c = PyObject_New(CollectorObject, collector_type((PyObject *)self));
+    if (c) {
+        c->list = NULL;
+        c->out = NULL;
+        c->min = self->oob_min;
+    }
+    return c;
+}
+
+/* Pickle with the queue's own Pickler (pickle.dumps makes and frees one per call: a
+ * quarter of a small put). One put at a time uses it: another thread's, or a put from
+ * a __reduce__ of the object being pickled, goes through pickle.dumps. Returns the
+ * pickle, NULL with an exception, or NULL without one when the Pickler is in use. */
+static PyObject *pickle_with_own(QueueBaseObject *self, PyObject *obj, PyObject **oob)
+{
+    if (!self->pickler || self->pickler_busy)
+        return NULL;
+    self->pickler_busy = 1;
+    CollectorObject *c = self->own;
+    PyObject *res = PyObject_CallOneArg(self->pickler_dump, obj);
+    PyObject *data = res ? collector_output(c) : NULL;
+    Py_XDECREF(res);
+    Py_CLEAR(c->out);
+    *oob = c->list;
+    c->list = NULL;
+    /* The memo holds every object pickled: let them go now. */
+    PYSHM_SAVE_EXCEPTION(exc);
+    PyObject *cleared = PyObject_CallNoArgs(self->pickler_clear);
+    if (!cleared)
+        PyErr_WriteUnraisable(self->pickler);
+    Py_XDECREF(cleared);
+    PYSHM_RESTORE_EXCEPTION(exc);
+    self->pickler_busy = 0;
+    if (!data) {
+        Py_CLEAR(*oob);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_SystemError, "the queue's Pickler failed without an exception");
+    }
+    return data;
+}
+
 static PyObject *pickle_obj(QueueBaseObject *self, PyObject *obj, PyObject **oob)
 {
     CollectorObject *c = self->spare;
     self->spare = NULL;
     if (!c) {
-        c = PyObject_New(CollectorObject, collector_type((PyObject *)self));
+        c = new_collector(self);
         if (!c)
             return NULL;
-        c->list = NULL;
     }
     c->min = self->oob_min;
-    PyObject *args[3] = {obj, self->protocol, (PyObject *)c};
-    PyObject *data = PyObject_Vectorcall(self->dumps, args, 2, self->kw_buffer_callback);
+    PyObject *data = pickle_with_own(self, obj, &c->list);
+    if (!data && !PyErr_Occurred()) {
+        PyObject *args[3] = {obj, self->protocol, (PyObject *)c};
+        data = PyObject_Vectorcall(self->dumps, args, 2, self->kw_buffer_callback);
+    }
     if (!data && PyErr_ExceptionMatches(self->retry_on)) {
         /* Objects only multiprocessing's pickler reduces (an unnamed ShareMem, a
          * pyshm.Queue): try it, and raise the first error if it fails too. */
@@ -731,7 +827,25 @@ static PyObject *queue_bind(QueueBaseObject *self, PyObject *args)
         return NULL;
     self->dumps = PyObject_GetAttrString(pickle, "dumps");
     self->loads = PyObject_GetAttrString(pickle, "loads");
+    self->oob_min = oob_min;
+    self->own = new_collector(self);
+    PyObject *pickler_type = PyObject_GetAttrString(pickle, "Pickler");
     Py_DECREF(pickle);
+    if (self->own && pickler_type) {
+        PyObject *args = Py_BuildValue("(Oi)", (PyObject *)self->own, 5);
+        PyObject *kwargs = Py_BuildValue("{sO}", "buffer_callback", (PyObject *)self->own);
+        if (args && kwargs)
+            self->pickler = PyObject_Call(pickler_type, args, kwargs);
+        Py_XDECREF(args);
+        Py_XDECREF(kwargs);
+    }
+    Py_XDECREF(pickler_type);
+    if (!self->pickler)
+        return NULL;
+    self->pickler_dump = PyObject_GetAttrString(self->pickler, "dump");
+    self->pickler_clear = PyObject_GetAttrString(self->pickler, "clear_memo");
+    if (!self->pickler_dump || !self->pickler_clear)
+        return NULL;
     self->kw_buffer_callback = Py_BuildValue("(s)", "buffer_callback");
     self->kw_buffers = Py_BuildValue("(s)", "buffers");
     self->protocol = PyLong_FromLong(5);
@@ -781,6 +895,10 @@ static int queue_traverse(QueueBaseObject *self, visitproc visit, void *arg)
     Py_VISIT(self->dumps_again);
     Py_VISIT(self->retry_on);
     Py_VISIT(self->spare);
+    Py_VISIT(self->pickler);
+    Py_VISIT(self->pickler_dump);
+    Py_VISIT(self->pickler_clear);
+    Py_VISIT(self->own);
     return 0;
 }
 
@@ -797,6 +915,10 @@ static int queue_clear(QueueBaseObject *self)
     Py_CLEAR(self->kw_buffers);
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->spare);
+    Py_CLEAR(self->pickler_dump);
+    Py_CLEAR(self->pickler_clear);
+    Py_CLEAR(self->pickler);
+    Py_CLEAR(self->own);
     return 0;
 }
 
