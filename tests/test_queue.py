@@ -65,6 +65,7 @@ def resident(q):
 def test_objects_round_trip_in_order():
     q = pyshm.Queue()
     objs = [None, 0, -1, 2**80, 1.5, "é" * 3, b"", b"x" * 70000, bytearray(b"abc" * 999), [1, [2, (3,)]],
+            [b"y" * 300000, bytearray(b"z" * 200000), memoryview(b"w" * 100000).tobytes()],
             {"a": {1, 2}}, pickle.PickleBuffer(bytearray(5000)), np.zeros(0), np.arange(12).reshape(3, 4),
             np.asfortranarray(np.arange(2000.0).reshape(40, 50)), np.arange(30000)[::3], np.float32(2.5),
             range(3), frozenset("ab")]

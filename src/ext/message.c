@@ -96,26 +96,32 @@ static PyObject *collector_call(CollectorObject *self, PyObject *args, PyObject 
     Py_RETURN_FALSE;
 }
 
-static PyObject *collector_write(CollectorObject *self, PyObject *data)
+static PyObject *collector_write(CollectorObject *self, PyObject *arg)
 {
-    if (!PyBytes_Check(data)) {
-        PyErr_SetString(PyExc_TypeError, "write() takes bytes");
+    /* Large payloads come as the object itself (a bytearray, a memoryview): copied here,
+     * as pickle.dumps would. */
+    PyObject *data = PyBytes_Check(arg) ? Py_NewRef(arg) : PyBytes_FromObject(arg);
+    if (!data)
         return NULL;
-    }
+    Py_ssize_t len = PyBytes_GET_SIZE(data);
     if (!self->out)
-        self->out = Py_NewRef(data);
+        self->out = data;
     else {
         if (PyBytes_Check(self->out)) {
             PyObject *list = PyList_New(1);
-            if (!list)
+            if (!list) {
+                Py_DECREF(data);
                 return NULL;
+            }
             PyList_SET_ITEM(list, 0, self->out);
             self->out = list;
         }
-        if (PyList_Append(self->out, data) < 0)
+        int rc = PyList_Append(self->out, data);
+        Py_DECREF(data);
+        if (rc < 0)
             return NULL;
     }
-    return PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
+    return PyLong_FromSsize_t(len);
 }
 
 /* The Pickler's output as one bytes object (new reference), the collector emptied. */
@@ -127,9 +133,18 @@ static PyObject *collector_output(CollectorObject *self)
         return PyBytes_FromStringAndSize(NULL, 0);
     if (PyBytes_Check(out))
         return out;
-    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
-    PyObject *joined = empty ? _PyBytes_Join(empty, out) : NULL;
-    Py_XDECREF(empty);
+    Py_ssize_t total = 0, n = PyList_GET_SIZE(out);
+    for (Py_ssize_t i = 0; i < n; i++)
+        total += PyBytes_GET_SIZE(PyList_GET_ITEM(out, i));
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
+    if (joined) {
+        char *to = PyBytes_AS_STRING(joined);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *chunk = PyList_GET_ITEM(out, i);
+            memcpy(to, PyBytes_AS_STRING(chunk), (size_t)PyBytes_GET_SIZE(chunk));
+            to += PyBytes_GET_SIZE(chunk);
+        }
+    }
     Py_DECREF(out);
     return joined;
 }
