@@ -34,7 +34,7 @@
 #define MSG_MIN_CLASS_SHIFT 7 /* the smallest class: 128 bytes */
 #define MSG_MAX_CLASSES 48
 /* Room kept in front of a lent buffer for the header and pickle of the message it
- * travels in (a page, so large lent buffers stay page-aligned within their block). */
+ * travels in. */
 #define MSG_LEND_ROOM 4096u
 /* A message without out-of-band buffers and a pickle up to this size is copied out of
  * its block before it is unpickled (the block goes back at once); a larger one is
