@@ -39,6 +39,21 @@ W4_CONSUMERS = 4
 #: both sides are on a CPU: the other side never keeps it waiting that long then).
 SPIN_BEFORE_YIELD = 200
 
+#: The object queue (pyshm.Queue and its peers): Q2's numpy array sizes and Q3's in-queue
+#: array sizes, per workload.
+Q2_SIZES = {"Q2a": 1 << 20, "Q2b": 64 << 20}
+Q3_SIZES = {"Q3a": 4 << 10, "Q3b": 1 << 20, "Q3c": 64 << 20, "Q3d": 1 << 30}
+#: Q1/Q4: the 20-character str every message carries (with a sequence number and a float).
+Q_STR = "pyshm object queue !"
+#: Q2: messages in flight (mp.Queue's maxsize, faster-fifo's buffer, zmq's high-water
+#: marks, the one-copy floor's destination slots; pyshm.Queue: its capacity is 4x the
+#: message, which its size classes make 2 blocks of twice the message); and the number of
+#: source arrays a producer rotates through (more than in flight, so that one is never
+#: rewritten before it was sent).
+Q2_DEPTH = 4
+Q2_SOURCES = Q2_DEPTH + 2
+PAGE = 4096
+
 SEQ = struct.Struct("<Q")  # W1-W3, W5: the sequence number in the first 8 bytes
 PID_SEQ = struct.Struct("<QQ")  # W4: producer id, sequence number
 MSG64 = struct.Struct("<Q56x")  # a 64-byte message carrying a sequence number
@@ -92,7 +107,8 @@ class MultiCheck:
     def __call__(self, pid: int, seq: int) -> None:
         last = self.last
         if pid >= len(last) or seq <= last[pid]:
-            raise VerifyError(f"W4 check failed: producer {pid} seq {seq} after {last[pid] if pid < len(last) else '?'}")
+            raise VerifyError(f"W4/Q4 check failed: producer {pid} seq {seq} "
+                              f"after {last[pid] if pid < len(last) else '?'}")
         last[pid] = seq
         self.count[pid] += 1
         self.sum[pid] += seq
@@ -100,6 +116,74 @@ class MultiCheck:
 
     def report(self) -> dict:
         return {"count": self.count, "sum": self.sum, "sumsq": self.sumsq}
+
+
+def q_obj(seq: int) -> tuple:
+    """Q1: the object sent as message ``seq``."""
+    return (seq, seq * 0.5, Q_STR)
+
+
+def bad_obj(got: Any, expected: Any, where: str = "") -> VerifyError:
+    return VerifyError(f"{where}object check failed: got {got!r:.200}, expected {expected!r:.200}")
+
+
+def numpy_missing() -> str | None:
+    """Why Q2/Q3 cannot run here (numpy not importable), or None."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError as exc:
+        return f"numpy not installed ({exc})"
+    return None
+
+
+def drop_numpy_workloads(workloads: dict, unsupported: dict) -> None:
+    """Without numpy, a system's Q2/Q3 are n/a (with the reason) instead of failing."""
+    why = numpy_missing()
+    if why:
+        for w in [w for w in workloads if w.startswith(("Q2", "Q3"))]:
+            del workloads[w]
+            unsupported[w] = why
+
+
+class PagePattern:
+    """Q2's arrays (uint8, ``size`` bytes): bytes 0-7 carry the sequence number and byte 8
+    of every 4 KiB page a value derived from it, which the consumer checks: one byte per
+    page, so every page is touched and the check stays cheap next to the copy."""
+
+    def __init__(self, size: int):
+        import numpy as np
+
+        if size % PAGE:
+            raise ValueError("Q2 sizes are whole pages")
+        self.np = np
+        self.size = size
+        self.base = ((np.arange(size // PAGE, dtype=np.int64) * 131 + 7) % 256).astype(np.uint8)
+
+    def sources(self, count: int) -> list:
+        """The producer's arrays, every page written once (resident, not the zero page)."""
+        np = self.np
+        fill = np.frombuffer(bytes(range(256)) * (self.size // 256), np.uint8)
+        return [fill.copy() for _ in range(count)]
+
+    def expected(self, seq: int):
+        return self.base + self.np.uint8(seq & 0xFF)  # uint8: wraps
+
+    def mark(self, arr, seq: int) -> None:
+        arr[8::PAGE] = self.expected(seq)
+        SEQ.pack_into(arr, 0, seq)
+
+    def check(self, arr, seq: int, where: str = "") -> None:
+        np = self.np
+        if arr.dtype != np.uint8 or arr.shape != (self.size,):
+            raise VerifyError(f"{where}array check failed: got {arr.dtype} {arr.shape}, "
+                              f"expected uint8 ({self.size},)")
+        got = SEQ.unpack_from(arr, 0)[0]
+        if got != seq:
+            raise bad_seq(got, seq, where)
+        if not np.array_equal(arr[8::PAGE], self.expected(seq)):
+            bad = int(np.flatnonzero(arr[8::PAGE] != self.expected(seq))[0])
+            raise VerifyError(f"{where}page check failed for message {seq}: page {bad} holds "
+                              f"{int(arr[bad * PAGE + 8])}, expected {int(self.expected(seq)[bad])}")
 
 
 def check_multi(consumer_results: list[dict], producers: int, total: int) -> int:
@@ -112,7 +196,7 @@ def check_multi(consumer_results: list[dict], producers: int, total: int) -> int
         sq = sum(r["check"]["sumsq"][pid] for r in consumer_results)
         if (count, s, sq) != (total, want_sum, want_sq):
             raise VerifyError(
-                f"W4 check failed for producer {pid}: {count} messages (want {total}), "
+                f"W4/Q4 check failed for producer {pid}: {count} messages (want {total}), "
                 f"sum {s} (want {want_sum}), sum of squares {sq} (want {want_sq})"
             )
     return producers * total
@@ -264,3 +348,43 @@ def spin(call, exc, *args):
             if tries >= SPIN_BEFORE_YIELD:
                 tries = 0
                 os.sched_yield()
+
+
+# --- the shapes every workload shares ---------------------------------------------------
+
+
+def timed(start: Callable[[], None], p: Params, send: Callable[[int, int], None]) -> dict:
+    """A producer's run: wait at the start barrier, send messages ``0..warm`` untimed, then
+    ``warm..total`` timed; report the time just before the first timed one."""
+    start()
+    send(0, p.warm)
+    t0 = now()
+    send(p.warm, p.total)
+    return {"t_start": t0}
+
+
+def run_pair(p: Params, producer: Callable[..., Any], consumer: Callable[..., Any],
+             close: Callable[[], None]) -> dict:
+    """One producer, one consumer: their throughput over ``p.n`` messages; ``close()``
+    afterwards, whatever happened."""
+    try:
+        prod, cons = run_workers([Worker(producer), Worker(consumer, role="consumer")], p.timeout)
+        return throughput([prod], [cons], p.n)
+    finally:
+        close()
+
+
+def run_multi(p: Params, producer: Callable[..., Any], consumer: Callable[..., Any],
+              end: Callable[[], None], close: Callable[[], None]) -> dict:
+    """W4/Q4: ``p.producers`` producers (``producer(start, pid)``) and ``p.consumers``
+    consumers; ``end()`` once the producers are done; every producer's messages checked
+    across the consumers; ``close()`` afterwards, whatever happened."""
+    workers = [Worker(producer, (i,)) for i in range(p.producers)]
+    workers += [Worker(consumer, role="consumer") for _ in range(p.consumers)]
+    try:
+        results = run_workers(workers, p.timeout, on_producers_done=end)
+        prods, conss = results[: p.producers], results[p.producers :]
+        check_multi(conss, p.producers, p.total)
+        return throughput(prods, conss, p.producers * p.n)
+    finally:
+        close()

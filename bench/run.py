@@ -11,6 +11,9 @@ median over the repetitions and the ratio to multiprocessing.Queue measured in t
 run; results go to bench/results/latest.json and a chart to bench/results/latest.png.
 Speed is reported, never asserted: the exit status says only whether everything ran
 and every message arrived intact.
+
+W1-W6 and A1/A5 measure pyshm's pools and rings; Q1-Q4 its object queue, pyshm.Queue,
+against mp.Queue, faster-fifo, pyzmq and a one-copy floor (bench/README.md).
 """
 from __future__ import annotations
 
@@ -33,7 +36,17 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 if __package__ in (None, ""):  # run as a script: make `bench` importable (pyshm: find_pyshm)
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import BATCH, LARGE, SMALL, W4_CONSUMERS, W4_PRODUCERS, BenchFailure, Params  # noqa: E402
+from bench.common import (  # noqa: E402
+    BATCH,
+    LARGE,
+    Q2_SIZES,
+    Q3_SIZES,
+    SMALL,
+    W4_CONSUMERS,
+    W4_PRODUCERS,
+    BenchFailure,
+    Params,
+)
 from bench.systems import System, load  # noqa: E402
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -41,11 +54,22 @@ ROOT = os.path.dirname(BENCH_DIR)
 BASELINE = "mp.Queue"
 PIPE = "mp.Pipe"
 
-# kind: "rate" (messages/s), "bytes" (GB/s), "latency" (round trip, µs)
+
+def _size_label(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} B"
+
+
+# kind: "rate" (messages/s), "bytes" (GB/s), "latency" (round trip, µs), "time" (µs a
+# message, from a throughput run: Q3). warm: the fewest warm-up messages (default 10; a
+# tenth of the count when that is more). quick: False keeps a workload out of --quick
+# unless it is named on its own (the 64 MiB and 1 GiB ones).
 WORKLOADS: dict[str, dict[str, Any]] = {
     "W1": {"title": "small, one by one", "kind": "rate", "params": {}},
     "W2": {"title": f"small, in batches of {BATCH}", "kind": "rate", "params": {"batch": BATCH}},
-    "W3": {"title": "large (1 MiB)", "kind": "bytes", "params": {"size": LARGE}},
+    "W3": {"title": "large (1 MiB)", "kind": "bytes", "params": {"size": LARGE}, "warm": 4},
     "W4": {
         "title": f"{W4_PRODUCERS} producers to {W4_CONSUMERS} consumers",
         "kind": "rate",
@@ -57,7 +81,23 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     # asyncio (bench/systems/asyncio_sys.py): A1 is compared with mp.Queue's W1, A5 with W5.
     "A1": {"title": "small, awaiting consumer", "kind": "rate", "params": {}, "baseline": "W1"},
     "A5": {"title": "round trip, awaiting", "kind": "latency", "params": {}, "baseline": "W5"},
+    # The object queue: pyshm.Queue and its peers (any picklable object). Q2 and Q3 come in
+    # one workload per size; --workloads Q2 / Q3 name them all (GROUPS).
+    "Q1": {"title": "objects (int, float, str), one by one", "kind": "rate", "params": {}},
+    **{w: {"title": f"numpy array, {_size_label(n)}", "kind": "bytes", "params": {"size": n},
+           "warm": 4 if n <= 1 << 20 else 2, "quick": n <= 1 << 20} for w, n in Q2_SIZES.items()},
+    **{w: {"title": f"array allocated in the queue, {_size_label(n)}", "kind": "time", "params": {"size": n},
+           "warm": 10 if n <= 1 << 20 else 2, "quick": n <= 1 << 20} for w, n in Q3_SIZES.items()},
+    "Q4": {
+        "title": f"objects, {W4_PRODUCERS} producers to {W4_CONSUMERS} consumers",
+        "kind": "rate",
+        "params": {"producers": W4_PRODUCERS, "consumers": W4_CONSUMERS},
+    },
 }
+# Names for several workloads at once (--workloads Q2,Q3).
+GROUPS = {"Q2": list(Q2_SIZES), "Q3": list(Q3_SIZES)}
+# Lower is better for these kinds: ratios to mp.Queue are its figure over ours.
+LOWER_IS_BETTER = ("latency", "time")
 
 # Messages (W4: per producer; W5: round trips). quick: the whole run; probe: the
 # calibration run of a full run, whose rate sets n for the target duration, within max.
@@ -69,6 +109,12 @@ COUNTS = {
 }
 for _k, _v in {"quick": (2000, 300), "probe": (20000, 2000), "max": (5_000_000, 200_000)}.items():
     COUNTS[_k].update(A1=_v[0], A5=_v[1])
+# The object queue. The 64 MiB and 1 GiB ones start from a handful of messages (mp.Queue
+# takes a tenth of a second for one of 64 MiB); Q3d (1 GiB) stays at a few hundred.
+COUNTS["quick"].update(Q1=2000, Q2a=40, Q2b=4, Q3a=2000, Q3b=1000, Q3c=4, Q3d=4, Q4=400)
+COUNTS["probe"].update(Q1=20000, Q2a=200, Q2b=6, Q3a=20000, Q3b=5000, Q3c=6, Q3d=6, Q4=4000)
+COUNTS["max"].update(Q1=5_000_000, Q2a=50_000, Q2b=2000, Q3a=5_000_000, Q3b=2_000_000, Q3c=1_000_000,
+                     Q3d=500, Q4=2_000_000)
 
 
 def log(msg: str) -> None:
@@ -174,18 +220,42 @@ def metric(kind: str, params: Params, raw: dict) -> dict:
     out = {"msgs_per_s": rate, "seconds": raw["seconds"], "messages": raw["messages"]}
     if kind == "bytes":
         out["gb_per_s"] = rate * params.size / 1e9
+    if kind == "time":
+        out["us_per_msg"] = 1e6 / rate
     return out
 
 
+HEADLINE = {"rate": "msgs_per_s", "bytes": "gb_per_s", "latency": "p50_us", "time": "us_per_msg"}
+UNIT = {"rate": "msg/s", "bytes": "GB/s", "latency": "us", "time": "us/msg"}
+
+
 def headline(kind: str, m: dict) -> float:
-    return float(m[{"rate": "msgs_per_s", "bytes": "gb_per_s", "latency": "p50_us"}[kind]])
+    return float(m[HEADLINE[kind]])
 
 
 def make_params(workload: str, n: int, timeout: float) -> Params:
-    warm = max(n // 10, 10)
-    if workload == "W3":
-        warm = max(n // 10, 4)
+    warm = max(n // 10, WORKLOADS[workload].get("warm", 10))
     return Params(workload, n=n, warm=warm, timeout=timeout, **WORKLOADS[workload]["params"])
+
+
+def select_workloads(spec: str | None, quick: bool) -> list[str]:
+    """The workloads of --workloads in the order given (all by default), group names
+    expanded in place. A quick run leaves out the big ones (quick: False) unless they are
+    named on their own."""
+    if spec is None:
+        return [w for w in WORKLOADS if not quick or WORKLOADS[w].get("quick", True)]
+    out: list[str] = []
+    for name in (w.strip() for w in spec.split(",")):
+        if not name:
+            continue
+        if name in GROUPS:
+            names = [w for w in GROUPS[name] if not quick or WORKLOADS[w].get("quick", True)]
+        elif name in WORKLOADS:
+            names = [name]
+        else:
+            raise ValueError(f"unknown workload {name!r} (have {', '.join([*WORKLOADS, *GROUPS])})")
+        out += [w for w in names if w not in out]
+    return out
 
 
 def measure(system: System, workload: str, n: int, timeout: float) -> dict:
@@ -195,13 +265,19 @@ def measure(system: System, workload: str, n: int, timeout: float) -> dict:
 
 
 def calibrate(system: System, workload: str, target: float, timeout: float) -> int:
-    """n such that one measurement takes about `target` seconds (one probe run)."""
+    """n such that one measurement takes about `target` seconds (one probe run; two
+    when a probe of a handful of big messages was over too soon to time well)."""
     probe = COUNTS["probe"][workload]
     m = measure(system, workload, probe, timeout)
     kind = WORKLOADS[workload]["kind"]
+    if kind != "latency" and probe < 100 and m["seconds"] < target / 10:
+        # Q2b, Q3c, Q3d: a few messages size mp.Queue well, pyshm.Queue poorly (Q3c's 6
+        # messages last well under a millisecond): probe again with a tenth of the target.
+        again = int(min(m["msgs_per_s"] * target / 10, COUNTS["max"][workload]))
+        if again > probe:
+            m = measure(system, workload, again, timeout)
     rate = 1e6 / m["mean_us"] if kind == "latency" else m["msgs_per_s"]
-    if workload == "W4":
-        rate /= W4_PRODUCERS
+    rate /= WORKLOADS[workload]["params"].get("producers", 1)  # W4, Q4: n is per producer
     return int(min(max(rate * target, probe), COUNTS["max"][workload]))
 
 
@@ -222,7 +298,7 @@ def summarise(runs: dict) -> dict:
                                      "reps": len(values)}
             if kind == "latency":
                 entry["p99_median"] = statistics.median(m["p99_us"] for m in ms)
-            entry["unit"] = {"rate": "msg/s", "bytes": "GB/s", "latency": "us"}[kind]
+            entry["unit"] = UNIT[kind]
             summary[w][name] = entry
     for w, per_system in summary.items():
         kind = WORKLOADS[w]["kind"]
@@ -234,13 +310,13 @@ def summarise(runs: dict) -> dict:
             mine = runs[w][name]
             pairs = [(headline(kind, a), headline(WORKLOADS[base_w]["kind"], b)) for a, b in zip(mine, base_runs)]
             if pairs:
-                ratios = [b / a if kind == "latency" else a / b for a, b in pairs]
+                ratios = [b / a if kind in LOWER_IS_BETTER else a / b for a, b in pairs]
                 entry["vs_mp_queue_paired"] = statistics.median(ratios)
         base = summary.get(base_w, {}).get(BASELINE)
         pipe = summary.get(w, {}).get(PIPE)
         for name, entry in per_system.items():
             if base:
-                if kind == "latency":
+                if kind in LOWER_IS_BETTER:
                     entry["vs_mp_queue"] = base["median"] / entry["median"]
                 else:
                     entry["vs_mp_queue"] = entry["median"] / base["median"]
@@ -254,18 +330,22 @@ def fmt_value(kind: str, v: float) -> str:
         return f"{v:,.1f} µs"
     if kind == "bytes":
         return f"{v:.2f} GB/s"
+    if kind == "time":
+        return f"{v:,.2f} µs/msg" if v < 100 else f"{v:,.0f} µs/msg"
     if v >= 1e6:
         return f"{v / 1e6:.2f} M msg/s"
     return f"{v / 1e3:.1f} k msg/s"
 
 
-def table(summary: dict, systems: list[System], missing: dict, errors: dict) -> str:
+def table(summary: dict, systems: list[System], missing: dict, errors: dict, workloads: list[str]) -> str:
     rows = ["| Workload | System | Median | p99 | vs mp.Queue | Spread (min–max) | How |",
             "|---|---|---:|---:|---:|---|---|"]
     by_name = {s.name: s for s in systems}
     for name in sorted(missing):
         rows.append(f"| all | {name} | missing | | | | {missing[name]} |")
     for w, spec in WORKLOADS.items():
+        if w not in workloads:  # not run: no rows, n/a ones included
+            continue
         if w not in summary and not any(w in s.workloads or w in s.unsupported for s in systems):
             continue
         kind = spec["kind"]
@@ -340,6 +420,33 @@ def targets(summary: dict, pool: dict) -> list[dict]:
     w5 = get("W5", "pyshm-blocking")
     if a5 and w5:
         add("A5 p50 within 3x pyshm-blocking's W5", a5 / w5, a5 / w5 <= 3, f"p50 {a5:.1f} µs vs {w5:.1f} µs")
+    # The object queue: pyshm.Queue against its peers.
+    pq = "pyshm.Queue"
+    v, q, ff = get("Q1", pq), get("Q1", BASELINE), get("Q1", "faster-fifo")
+    if v and q:
+        add("Q1 pyshm.Queue >= 10x mp.Queue", v / q, v / q >= 10, f"{v:,.0f} vs {q:,.0f} msg/s")
+    if v and ff:
+        add("Q1 pyshm.Queue >= 8x faster-fifo", v / ff, v / ff >= 8, f"{v:,.0f} vs {ff:,.0f} msg/s")
+    for w, size in Q2_SIZES.items():
+        v, floor, zmq = get(w, pq), get(w, "one-copy floor"), get(w, "pyzmq")
+        if v and floor:
+            add(f"{w} pyshm.Queue >= 70% of the one-copy floor ({_size_label(size)} arrays)", v / floor,
+                v / floor >= 0.7, f"{v:.2f} vs {floor:.2f} GB/s")
+        if v and zmq:
+            add(f"{w} pyshm.Queue ahead of pyzmq zero-copy ({_size_label(size)} arrays)", v / zmq, v / zmq > 1,
+                f"{v:.2f} vs {zmq:.2f} GB/s")
+    q3 = sorted((size, w, get(w, pq)) for w, size in Q3_SIZES.items() if get(w, pq))
+    if len(q3) >= 2:
+        (s0, w0, t0), (s1, w1, t1) = q3[0], q3[-1]
+        add(f"Q3 pyshm.Queue in-queue arrays: {_size_label(s1)} within 2x of {_size_label(s0)} a message",
+            t1 / t0, t1 / t0 <= 2, f"{w1} {t1:,.1f} vs {w0} {t0:,.1f} µs/msg")
+    v, q = get("Q3c", pq), get("Q3c", BASELINE)
+    if v and q:
+        add("Q3c pyshm.Queue in-queue 64 MiB array >= 100x mp.Queue carrying one", q / v, q / v >= 100,
+            f"{v:,.1f} vs {q:,.0f} µs/msg")
+    v, q = get("Q4", pq), get("Q4", BASELINE)
+    if v and q:
+        add("Q4 pyshm.Queue >= 8x mp.Queue", v / q, v / q >= 8, f"{v:,.0f} vs {q:,.0f} msg/s")
     if pool.get("python"):
         t = statistics.median(pool["python"]["create_seconds"])
         add("1 GiB region + 1,000,000-block pool created well under 1 s", t, t < 0.25,
@@ -396,51 +503,50 @@ def rst_snippet(summary: dict, systems: list[System], info: dict, png_name: str)
         "",
         f"Measured with ``python bench/run.py`` on {note}. Medians of the repetitions;",
         "numbers from one machine, indicative only.",
-        "",
-        ".. list-table::",
-        "   :header-rows: 1",
-        "",
-        "   * - Workload",
     ]
+
+    def list_table(rows: list[str], names: list[str]) -> None:
+        out.extend(["", ".. list-table::", "   :header-rows: 1", "", "   * - Workload"])
+        out.extend(f"     - {n}" for n in names)
+        for w in rows:
+            kind = WORKLOADS[w]["kind"]
+            out.append(f"   * - {w} {WORKLOADS[w]['title']}")
+            for n in names:
+                e = summary[w].get(n)
+                if not e:
+                    out.append("     - n/a")
+                elif kind == "latency":
+                    out.append(f"     - {e['median']:.1f} µs (p99 {e['p99_median']:.0f})")
+                else:
+                    out.append(f"     - {fmt_value(kind, e['median'])}"
+                               + (f" ({e['vs_mp_queue']:.1f}×)" if "vs_mp_queue" in e else ""))
+
+    rows = [w for w in ("W1", "W2", "W3", "W4", "W5", "A1", "A5") if w in summary]
     names = [s.name for s in systems if s.name != "C core"
              and any(w in s.workloads for w in ("W1", "W2", "W3", "W4", "W5"))]  # A5-only peers: below
-    out += [f"     - {n}" for n in names]
-    for w in ("W1", "W2", "W3", "W4", "W5", "A1", "A5"):
-        if w not in summary:
-            continue
-        kind = WORKLOADS[w]["kind"]
-        out.append(f"   * - {w} {WORKLOADS[w]['title']}")
-        for n in names:
-            e = summary[w].get(n)
-            if not e:
-                out.append("     - n/a")
-            elif kind == "latency":
-                out.append(f"     - {e['median']:.1f} µs (p99 {e['p99_median']:.0f})")
-            else:
-                out.append(f"     - {fmt_value(kind, e['median'])}"
-                           + (f" ({e['vs_mp_queue']:.1f}×)" if "vs_mp_queue" in e else ""))
+    if rows:
+        list_table(rows, names)
     peers = [(n, e) for n, e in summary.get("A5", {}).items() if n not in names]
     if peers:
         out += ["", "A1 is compared with mp.Queue's W1. A5's peers, same run: "
                 + "; ".join(f"{n} {e['median']:.1f} µs (p99 {e['p99_median']:.0f})" for n, e in peers) + "."]
+    # The object queue: its own systems (pyshm.Queue, pyzmq, the one-copy floor).
+    qrows = [w for w in WORKLOADS if w.startswith("Q") and w in summary]
+    if qrows:
+        qnames = [s.name for s in systems if any(s.name in summary[w] for w in qrows)]
+        out += ["", "The object queue (``pyshm.Queue``), same run. Q3 is the time a message (lower is better);",
+                "its ratio is mp.Queue's time for a 64 MiB array over pyshm.Queue's."]
+        list_table(qrows, qnames)
     return "\n".join(out) + "\n"
 
 
 # --- chart --------------------------------------------------------------------------------------
 
 
-def chart(summary: dict, systems: list[System], info: dict, path: str) -> None:
-    """Grouped bars of throughput / mp.Queue's per workload (log), and W5 latency."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, lat) = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [2.2, 1]})
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    groups = [w for w in ("W1", "W2", "W3", "W4", "A1") if w in summary]
-    names = [s.name for s in systems if any(s.name in summary.get(w, {}) for w in groups)]
-    color_of = {n: colors[i % len(colors)] for i, n in enumerate(names)}
+def _ratio_bars(ax, summary: dict, names: list[str], groups: list[str], color_of: dict,
+                wrap: int = 0) -> list[str]:
+    """Grouped bars of each system's ratio to mp.Queue per workload; the x labels (the
+    titles wrapped at ``wrap`` characters, if given)."""
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
         xs, ys = [], []
@@ -450,37 +556,98 @@ def chart(summary: dict, systems: list[System], info: dict, path: str) -> None:
                 xs.append(g + (i - (len(names) - 1) / 2) * width)
                 ys.append(e["vs_mp_queue"])
         ax.bar(xs, ys, width, label=name, color=color_of[name])
-    labels = [f"{w}\n{WORKLOADS[w]['title']}" for w in groups]
-    floor = [(w, summary[w]["C core"]) for w in ("W6", "W6b") if "C core" in summary.get(w, {})]
-    if floor:  # the C floor: its own group, compared with mp.Queue's W1
-        g = len(groups)
-        for j, (w, e) in enumerate(floor):
-            ax.bar(g + (j - (len(floor) - 1) / 2) * 0.3, e.get("vs_mp_queue", 0), 0.3,
-                   color="0.35" if w == "W6" else "0.65",
-                   label="C core, one by one" if w == "W6" else f"C core, bursts of {BATCH}")
-        labels.append("W6\nC floor (vs mp.Queue W1)")
+    if wrap:
+        import textwrap
+
+        return [f"{w}\n" + "\n".join(textwrap.wrap(WORKLOADS[w]["title"], wrap)) for w in groups]
+    return [f"{w}\n{WORKLOADS[w]['title']}" for w in groups]
+
+
+def _ratio_axes(ax, labels: list[str], title: str, ylabel: str) -> None:
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=8)
-    ax.set_ylabel("median throughput / mp.Queue's (log scale)")
-    ax.set_title("Throughput relative to multiprocessing.Queue, same run (higher is better)", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     ax.grid(axis="y", which="both", alpha=0.3)
 
-    w5 = summary.get("W5", {})
-    lnames = [n for n in names if n in w5] + [n for n in w5 if n not in names]
-    if lnames:
-        x = list(range(len(lnames)))
-        lat.bar([i - 0.2 for i in x], [w5[n]["median"] for n in lnames], 0.4, label="p50")
-        lat.bar([i + 0.2 for i in x], [w5[n]["p99_median"] for n in lnames], 0.4, label="p99")
-        lat.set_xticks(x)
-        lat.set_xticklabels(lnames, rotation=30, ha="right", fontsize=8)
-        lat.set_yscale("log")
-        lat.set_ylabel("round trip, µs (log scale)")
-        lat.set_title("W5 round trip (lower is better)", fontsize=10)
-        lat.legend(fontsize=8)
-        lat.grid(axis="y", which="both", alpha=0.3)
+
+def chart(summary: dict, systems: list[System], info: dict, path: str) -> None:
+    """Grouped bars of throughput / mp.Queue's per workload (log), and W5 latency; for
+    the object queue, the same bars (Q1, Q2, Q3 at 64 MiB, Q4) and Q3's time a message
+    by size. One row of two panels for each family that ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    groups = [w for w in ("W1", "W2", "W3", "W4", "A1") if w in summary]
+    floor = [(w, summary[w]["C core"]) for w in ("W6", "W6b") if "C core" in summary.get(w, {})]
+    qgroups = [w for w in ("Q1", *Q2_SIZES, "Q3c", "Q4") if w in summary]
+    q3 = [w for w in Q3_SIZES if w in summary]
+    w_row = bool(groups or floor or "W5" in summary) or not (qgroups or q3)
+    q_row = bool(qgroups or q3)
+    fig, axes = plt.subplots(int(w_row) + int(q_row), 2, figsize=(14, 6 * (int(w_row) + int(q_row))),
+                             gridspec_kw={"width_ratios": [2.2, 1]}, squeeze=False)
+    # One colour per system across the panels: those of the W workloads first, as before
+    # the object queue's, then the object queue's own systems.
+    names = [s.name for s in systems if any(s.name in summary.get(w, {}) for w in groups)]
+    every = names + [s.name for s in systems if s.name not in names
+                     and any(s.name in summary.get(w, {}) for w in qgroups + q3)]
+    color_of = {n: colors[i % len(colors)] for i, n in enumerate(every)}
+
+    if w_row:
+        ax, lat = axes[0]
+        labels = _ratio_bars(ax, summary, names, groups, color_of)
+        if floor:  # the C floor: its own group, compared with mp.Queue's W1
+            g = len(groups)
+            for j, (w, e) in enumerate(floor):
+                ax.bar(g + (j - (len(floor) - 1) / 2) * 0.3, e.get("vs_mp_queue", 0), 0.3,
+                       color="0.35" if w == "W6" else "0.65",
+                       label="C core, one by one" if w == "W6" else f"C core, bursts of {BATCH}")
+            labels.append("W6\nC floor (vs mp.Queue W1)")
+        _ratio_axes(ax, labels, "Throughput relative to multiprocessing.Queue, same run (higher is better)",
+                    "median throughput / mp.Queue's (log scale)")
+
+        w5 = summary.get("W5", {})
+        lnames = [n for n in names if n in w5] + [n for n in w5 if n not in names]
+        if lnames:
+            x = list(range(len(lnames)))
+            lat.bar([i - 0.2 for i in x], [w5[n]["median"] for n in lnames], 0.4, label="p50")
+            lat.bar([i + 0.2 for i in x], [w5[n]["p99_median"] for n in lnames], 0.4, label="p99")
+            lat.set_xticks(x)
+            lat.set_xticklabels(lnames, rotation=30, ha="right", fontsize=8)
+            lat.set_yscale("log")
+            lat.set_ylabel("round trip, µs (log scale)")
+            lat.set_title("W5 round trip (lower is better)", fontsize=10)
+            lat.legend(fontsize=8)
+            lat.grid(axis="y", which="both", alpha=0.3)
+
+    if q_row:
+        ax, per = axes[-1]
+        qnames = [s.name for s in systems if any(s.name in summary.get(w, {}) for w in qgroups)]
+        labels = _ratio_bars(ax, summary, qnames, qgroups, color_of, wrap=20)
+        _ratio_axes(ax, labels, "Object queue: relative to multiprocessing.Queue, same run (higher is better; "
+                    "Q3c: its time a message over ours)", "median figure / mp.Queue's (log scale)")
+        ys = []
+        for name in [n for n in every if any(n in summary.get(w, {}) for w in q3)]:
+            pts = [(Q3_SIZES[w], summary[w][name]["median"]) for w in q3 if name in summary[w]]
+            per.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=name, color=color_of[name])
+            ys += [y for _, y in pts]
+        if q3:
+            per.set_ylim(min(ys) / 3, max(ys) * 3)  # at least a decade: a flat line looks flat
+            per.set_xscale("log", base=2)
+            per.set_yscale("log")
+            per.set_xticks([Q3_SIZES[w] for w in q3])
+            per.set_xticklabels([_size_label(Q3_SIZES[w]) for w in q3], fontsize=8)
+            per.set_xlabel("array size")
+            per.set_ylabel("µs a message (log scale)")
+            per.set_title("Q3 array allocated in the queue, no copy (lower is better)", fontsize=10)
+            per.legend(fontsize=8)
+            per.grid(which="both", alpha=0.3)
     load = [info[k][0] for k in ("loadavg_start", "loadavg_end") if info.get(k)]
     lines = info.get("cache_line_round_trip_ns") or []
     fig.suptitle(f"pyshm bench: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['date']}"
@@ -500,7 +667,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (CI: keeps the harness alive)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; 1 with --quick)")
     ap.add_argument("--seconds", type=float, default=1.0, help="target duration of one measurement (default 1)")
-    ap.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset, e.g. W1,W5")
+    ap.add_argument("--workloads", default=None,
+                    help="comma-separated subset, e.g. W1,W5 or Q1,Q2,Q3,Q4 (Q2, Q3: every size; "
+                         "--quick leaves out the 64 MiB and 1 GiB ones unless named, e.g. Q3c)")
     ap.add_argument("--systems", default=None, help="comma-separated subset of system names")
     ap.add_argument("--out", default=os.path.join(BENCH_DIR, "results"),
                     help="directory for latest.json/.png (quick.json/.png with --quick)")
@@ -508,10 +677,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
     timeout = 60.0 if args.quick else 180.0
-    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    for w in workloads:
-        if w not in WORKLOADS:
-            ap.error(f"unknown workload {w!r} (have {', '.join(WORKLOADS)})")
+    try:
+        workloads = select_workloads(args.workloads, args.quick)
+    except ValueError as exc:
+        ap.error(str(exc))
 
     started = time.monotonic()
     info = machine_info()
@@ -620,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     if lines:
         info["cache_line_round_trip_ns"] = lines
     elapsed = time.monotonic() - started
-    text = table(summary, systems, missing, errors)
+    text = table(summary, systems, missing, errors, workloads)
 
     print(f"\n## pyshm bench: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['date']}")
     print(f"load average {info['loadavg_start'][0]:.2f} at start, {info['loadavg_end'][0]:.2f} at end; "

@@ -5,7 +5,8 @@ function, so a peer that is not installed raises ImportError there and is report
 missing (with the reason) instead of being dropped.
 
 A workload function takes a :class:`bench.common.Params` and returns, for a throughput
-workload, ``{"messages": int, "seconds": float}`` and, for W5, the latency percentiles
+workload (and Q3's time per message), ``{"messages": int, "seconds": float}`` and, for
+W5, the latency percentiles
 of :func:`bench.common.percentiles`. It runs its processes through
 :func:`bench.common.run_workers` and checks every message.
 """
@@ -18,10 +19,12 @@ from typing import Callable
 # Module name -> systems it provides (the names are known even when the module cannot load).
 MODULES = {
     "pyshm_sys": ["pyshm", "pyshm-blocking"],
+    "pyshm_queue_sys": ["pyshm.Queue"],  # the object queue: Q1-Q4 only
     "mp_queue": ["mp.Queue"],
     "mp_pipe": ["mp.Pipe"],
-    "shared_memory_sys": ["shared_memory"],
+    "shared_memory_sys": ["shared_memory", "one-copy floor"],  # the floor: Q2 only
     "faster_fifo_sys": ["faster-fifo"],
+    "zmq_sys": ["pyzmq"],  # Q1, Q2 only
     "iceoryx2_sys": ["iceoryx2"],
     "c_core": ["C core"],
     "asyncio_sys": ["asyncio-socketpair", "executor-mp.Queue"],  # and pyshm-blocking's A1/A5

@@ -55,7 +55,8 @@ def systems() -> list[System]:
 
 def attach(systems_: list[System]) -> None:
     """Give pyshm-blocking the awaiting workloads; mark them n/a on the other systems
-    (but for the C floor and the A5 peers)."""
+    (but for the C floor, the A5 peers and the systems of the object-queue workloads
+    only: pyshm.Queue, pyzmq, the one-copy floor)."""
     for s in systems_:
         if s.name == "pyshm-blocking":
             s.workloads.setdefault("A1", pyshm_a1)
@@ -63,7 +64,7 @@ def attach(systems_: list[System]) -> None:
             for w, note in PYSHM_NOTES.items():
                 s.notes.setdefault(w, note)
             continue
-        if s.name == "C core":
+        if s.name == "C core" or not any(w.startswith("W") for w in s.workloads):
             continue
         for w in ASYNC_WORKLOADS:
             if w in s.workloads or w in s.unsupported:

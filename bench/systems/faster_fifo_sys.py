@@ -1,5 +1,9 @@
 """faster-fifo: a circular buffer in shared memory guarded by a process-shared mutex and
-condition variables; messages are pickled into it (put/get, put_many/get_many)."""
+condition variables; messages are pickled into it (put/get, put_many/get_many).
+
+The object-queue workloads (Q1, Q2, Q4) use its object mode: ``put`` pickles into the
+buffer before it returns, ``get`` unpickles a private copy. Q2's buffer holds
+``Q2_DEPTH`` messages (``max_size_bytes``), 64 MiB ones included."""
 from __future__ import annotations
 
 from ..common import (
@@ -7,18 +11,22 @@ from ..common import (
     LARGE,
     MSG64,
     MSG64_PID,
+    Q2_DEPTH,
     SEQ,
     MultiCheck,
+    PagePattern,
     Params,
     Worker,
     bad_seq,
-    check_multi,
     now,
+    drop_numpy_workloads,
     percentiles,
+    run_multi,
     run_workers,
     throughput,
 )
-from . import System
+from . import _queues
+from . import System, _queues
 
 #: Circular buffer for the small-message workloads: about what 1024 pickled 64-byte
 #: messages take, like the 1024-block pools of the others.
@@ -31,17 +39,26 @@ def systems() -> list[System]:
     import faster_fifo  # noqa: F401
     from importlib.metadata import version
 
+    workloads = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "Q1": q1, "Q2a": q2, "Q2b": q2, "Q4": q4}
+    unsupported: dict[str, str] = {}
+    drop_numpy_workloads(workloads, unsupported)
+    q2_how = f"put(arr) pickles into the buffer (max_size_bytes: {Q2_DEPTH} messages) | get() is a private copy"
     return [
         System(
             name="faster-fifo",
-            workloads={"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5},
+            workloads=workloads,
             notes={
                 "W1": "put(64 bytes) | get()",
                 "W2": "put_many(32 messages) | get_many(max_messages_to_get=32)",
                 "W3": "put(buffer) | get() is the private copy",
                 "W4": "one Queue, 4 | 4; end by None markers",
                 "W5": "two Queues, blocking get()",
+                "Q1": "put(obj) | get() (object mode: pickled)",
+                "Q2a": q2_how,
+                "Q2b": q2_how,
+                "Q4": "one Queue, 4 | 4, put(obj) | get(); end by None markers",
             },
+            unsupported=unsupported,
             version=version("faster-fifo"),
         )
     ]
@@ -189,15 +206,7 @@ def w4(p: Params) -> dict:
         for _ in range(p.consumers):
             q.put(None, True, timeout)
 
-    workers = [Worker(producer, (i,)) for i in range(p.producers)]
-    workers += [Worker(consumer, role="consumer") for _ in range(p.consumers)]
-    try:
-        results = run_workers(workers, p.timeout, on_producers_done=end)
-        prods, conss = results[: p.producers], results[p.producers :]
-        check_multi(conss, p.producers, p.total)
-        return throughput(prods, conss, p.producers * p.n)
-    finally:
-        q.close()
+    return run_multi(p, producer, consumer, end, q.close)
 
 
 def w5(p: Params) -> dict:
@@ -235,3 +244,21 @@ def w5(p: Params) -> dict:
     finally:
         ping.close()
         pong.close()
+
+
+# --- the object queue: Q1, Q2, Q4 --------------------------------------------------------------
+# put / get take (block=True, timeout) as in W1-W5; put pickles into the buffer before it
+# returns.
+
+
+def q1(p: Params) -> dict:
+    return _queues.q1(p, _queue(SMALL_BYTES), p.timeout)
+
+
+def q2(p: Params) -> dict:
+    pattern = PagePattern(p.size)
+    return _queues.q2(p, pattern, _queue(Q2_DEPTH * (p.size + 4096)), p.timeout)
+
+
+def q4(p: Params) -> dict:
+    return _queues.q4(p, _queue(SMALL_BYTES), p.timeout)

@@ -1,6 +1,11 @@
 """multiprocessing.Queue: the baseline. Every message is pickled, written to a pipe by a
 feeder thread, read and unpickled by the consumer. It has no batch call, so W2 sends
-one message at a time like W1."""
+one message at a time like W1.
+
+The object-queue workloads: Q1 and Q4 put tuples, Q2 numpy arrays (pickled by the feeder
+thread after put returns: a producer rotates through more arrays than ``maxsize``, so
+that none is rewritten before it was pickled), and Q3 only at 64 MiB (Q3c), a fresh
+``numpy.empty`` array per message: the baseline of pyshm.Queue's in-queue arrays."""
 from __future__ import annotations
 
 from ..common import (
@@ -8,32 +13,49 @@ from ..common import (
     LARGE,
     MSG64,
     MSG64_PID,
+    Q2_DEPTH,
+    Q3_SIZES,
     SEQ,
     MultiCheck,
+    PagePattern,
     Params,
     Worker,
     bad_seq,
-    check_multi,
     now,
+    drop_numpy_workloads,
     percentiles,
+    run_multi,
     run_workers,
     throughput,
 )
-from . import System
+from . import _queues
+from . import System, _queues
 
 
 def systems() -> list[System]:
+    unsupported = {w: "run at 64 MiB only (Q3c): the baseline of pyshm.Queue's in-queue arrays"
+                   for w in Q3_SIZES if w != "Q3c"}
+    workloads = {"W1": w1, "W2": w1, "W3": w3, "W4": w4, "W5": w5,
+                 "Q1": q1, "Q2a": q2, "Q2b": q2, "Q3c": q3, "Q4": q4}
+    drop_numpy_workloads(workloads, unsupported)
     return [
         System(
             name="mp.Queue",
-            workloads={"W1": w1, "W2": w1, "W3": w3, "W4": w4, "W5": w5},
+            workloads=workloads,
             notes={
                 "W1": "put(64 bytes) | get()",
                 "W2": "no batch call: one at a time, as W1",
                 "W3": "put(a fresh 1 MiB bytearray) | get() is the private copy",
                 "W4": "one Queue, 4 | 4; end by None markers",
                 "W5": "two Queues, blocking get()",
+                "Q1": "put(obj) | get()",
+                "Q2a": f"put(arr), maxsize={Q2_DEPTH} (pickled by the feeder thread) | get() is a private copy",
+                "Q2b": f"put(arr), maxsize={Q2_DEPTH} (pickled by the feeder thread) | get() is a private copy",
+                "Q3c": "a = numpy.empty(64 MiB), seq in a[:8], put(a), del a, maxsize=2 | get(), check a[:8], "
+                       "read a[-1]",
+                "Q4": "one Queue, 4 | 4; end by None markers",
             },
+            unsupported=unsupported,
         )
     ]
 
@@ -141,15 +163,7 @@ def w4(p: Params) -> dict:
         for _ in range(p.consumers):
             q.put(None)
 
-    workers = [Worker(producer, (i,)) for i in range(p.producers)]
-    workers += [Worker(consumer, role="consumer") for _ in range(p.consumers)]
-    try:
-        results = run_workers(workers, p.timeout, on_producers_done=end)
-        prods, conss = results[: p.producers], results[p.producers :]
-        check_multi(conss, p.producers, p.total)
-        return throughput(prods, conss, p.producers * p.n)
-    finally:
-        _close(q)
+    return run_multi(p, producer, consumer, end, lambda: _close(q))
 
 
 def w5(p: Params) -> dict:
@@ -187,3 +201,32 @@ def w5(p: Params) -> dict:
         return lat
     finally:
         _close(ping, pong)
+
+
+# --- the object queue: Q1-Q4 ---------------------------------------------------------------
+
+
+def q1(p: Params) -> dict:
+    return _queues.q1(p, CTX.Queue(), close=_close)
+
+
+def q2(p: Params) -> dict:
+    # put(k) returns once at most maxsize messages are not yet got, so message
+    # k - maxsize is got (pickled) by then: Q2_SOURCES > maxsize arrays suffice.
+    return _queues.q2(p, PagePattern(p.size), CTX.Queue(maxsize=Q2_DEPTH), close=_close)
+
+
+def _empty(q):
+    import numpy as np
+
+    return np.empty
+
+
+def q3(p: Params) -> dict:
+    return _queues.q3(p, CTX.Queue(maxsize=2), _empty, close=_close)
+
+
+def q4(p: Params) -> dict:
+    # A producer closes its end and joins the feeder thread: everything is in the pipe
+    # before it counts as done; then None markers.
+    return _queues.q4(p, CTX.Queue(), close=_close, producer_done=_close)

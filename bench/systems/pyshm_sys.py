@@ -16,9 +16,9 @@ from ..common import (
     Params,
     Worker,
     bad_seq,
-    check_multi,
     now,
     percentiles,
+    run_multi,
     run_workers,
     spin,
     throughput,
@@ -333,15 +333,7 @@ def w4(p: Params, blocking: bool) -> dict:
             pass
         return {"t_end": t_end or now(), "check": check.report()}
 
-    workers = [Worker(producer, (i,)) for i in range(p.producers)]
-    workers += [Worker(consumer, role="consumer") for _ in range(p.consumers)]
-    try:
-        results = run_workers(workers, p.timeout, on_producers_done=ring.shutdown)
-        prods, conss = results[: p.producers], results[p.producers :]
-        check_multi(conss, p.producers, p.total)
-        return throughput(prods, conss, p.producers * p.n)
-    finally:
-        _close(shm, pool, [ring])
+    return run_multi(p, producer, consumer, ring.shutdown, lambda: _close(shm, pool, [ring]))
 
 
 # --- W5: round trip ----------------------------------------------------------------------------

@@ -5,44 +5,81 @@ empty slots and a "used" queue those of filled ones. The producer takes a free i
 writes the slot, puts the index on "used"; the consumer does the reverse. The queues are
 multiprocessing.SimpleQueue (a pipe and a lock: no feeder thread, and measured faster
 than Queue for single ints here). No batch call: W2 goes one at a time.
+
+Q1 is the same recipe for objects: each is pickled into a 128-byte slot (a 2-byte length,
+then the pickle) and unpickled from it.
+
+Also the ``one-copy floor`` of Q2: one process, no queue, no second process: for each
+message the producers' per-page marking of a source array, ``numpy.copyto`` into a slot of
+a SharedMemory buffer (``Q2_DEPTH`` slots in turn), and the consumers' per-page check of
+the slot. What moving a numpy array between processes cannot beat with one copy.
 """
 from __future__ import annotations
+
+import pickle
+import struct
 
 from ..common import (
     CTX,
     LARGE,
     PID_SEQ,
+    Q2_DEPTH,
+    Q2_SOURCES,
+    Q_STR,
     SEQ,
     MultiCheck,
+    PagePattern,
     Params,
     Worker,
+    bad_obj,
     bad_seq,
-    check_multi,
     now,
+    drop_numpy_workloads,
     percentiles,
+    q_obj,
+    run_pair,
+    run_multi,
     run_workers,
     throughput,
+    timed,
 )
 from . import System
 
 QUEUE = "SimpleQueue"
 
 
+#: Q1: a slot holds a 2-byte length and the pickle.
+Q1_SLOT = 128
+LEN = struct.Struct("<H")
+
+
 def systems() -> list[System]:
     from multiprocessing import shared_memory  # noqa: F401
 
+    floor_workloads = {"Q2a": floor_q2, "Q2b": floor_q2}
+    floor_unsupported: dict[str, str] = {}
+    drop_numpy_workloads(floor_workloads, floor_unsupported)
+    floor_how = (f"one process: mark the source's pages, numpy.copyto into a SharedMemory slot "
+                 f"({Q2_DEPTH} in turn), check the slot's pages")
     return [
         System(
             name="shared_memory",
-            workloads={"W1": w1, "W2": w1, "W3": w3, "W4": w4, "W5": w5},
+            workloads={"W1": w1, "W2": w1, "W3": w3, "W4": w4, "W5": w5, "Q1": q1},
             notes={
                 "W1": f"SharedMemory slots + free/used {QUEUE}s of indices",
                 "W2": "no batch call: one at a time, as W1",
                 "W3": "copy into the slot | copy out of the slot",
                 "W4": "shared free and used queues, 4 | 4; end by -1 markers",
                 "W5": "one slot, two index queues, blocking get()",
+                "Q1": f"pickle.dumps into a {Q1_SLOT}-byte slot | pickle.loads from it; index queues as W1",
             },
-        )
+        ),
+        System(
+            name="one-copy floor",
+            workloads=floor_workloads,
+            notes={"Q2a": floor_how, "Q2b": floor_how},
+            unsupported=floor_unsupported,
+        ),
     ]
 
 
@@ -187,15 +224,7 @@ def w4(p: Params) -> dict:
         for _ in range(p.consumers):
             used.put(-1)
 
-    workers = [Worker(producer, (i,)) for i in range(p.producers)]
-    workers += [Worker(consumer, role="consumer") for _ in range(p.consumers)]
-    try:
-        results = run_workers(workers, p.timeout, on_producers_done=end)
-        prods, conss = results[: p.producers], results[p.producers :]
-        check_multi(conss, p.producers, p.total)
-        return throughput(prods, conss, p.producers * p.n)
-    finally:
-        s.close()
+    return run_multi(p, producer, consumer, end, s.close)
 
 
 def w5(p: Params) -> dict:
@@ -236,3 +265,81 @@ def w5(p: Params) -> dict:
         return lat
     finally:
         s.close()
+
+
+# --- the object queue: Q1, and Q2's one-copy floor ------------------------------------------
+
+
+def q1(p: Params) -> dict:
+    s = _Slots(1024, Q1_SLOT)
+    free, used = s.queues
+    room = Q1_SLOT - LEN.size
+
+    def producer(start):
+        buf, get, put, pack, dumps = s.shm.buf, free.get, used.put, LEN.pack_into, pickle.dumps
+        proto = pickle.HIGHEST_PROTOCOL
+
+        def send(lo, hi):
+            for seq in range(lo, hi):
+                b = dumps((seq, seq * 0.5, Q_STR), proto)
+                n = len(b)
+                if n > room:
+                    raise ValueError(f"a pickle of {n} bytes does not fit a {Q1_SLOT}-byte slot")
+                i = get()
+                off = i * Q1_SLOT
+                pack(buf, off, n)
+                buf[off + 2 : off + 2 + n] = b
+                put(i)
+
+        return timed(start, p, send)
+
+    def consumer(start):
+        buf, get, put, unpack, loads = s.shm.buf, used.get, free.put, LEN.unpack_from, pickle.loads
+        start()
+        for expected in range(p.total):
+            i = get()
+            off = i * Q1_SLOT
+            (n,) = unpack(buf, off)
+            m = loads(buf[off + 2 : off + 2 + n])
+            put(i)
+            if m != (expected, expected * 0.5, Q_STR):
+                raise bad_obj(m, q_obj(expected))
+        return {"t_end": now()}
+
+    return run_pair(p, producer, consumer, s.close)
+
+
+def floor_q2(p: Params) -> dict:
+    from multiprocessing import shared_memory
+
+    size = p.size
+    shm = shared_memory.SharedMemory(create=True, size=Q2_DEPTH * size)
+
+    def run(start):
+        import numpy as np
+
+        pattern = PagePattern(size)
+        mark, check, copyto = pattern.mark, pattern.check, np.copyto
+        srcs = pattern.sources(Q2_SOURCES)
+        dst = [np.ndarray((size,), np.uint8, buffer=shm.buf, offset=i * size) for i in range(Q2_DEPTH)]
+        for d in dst:
+            d.fill(0)  # resident before the clock starts: a floor, not a page-fault count
+
+        def go(lo, hi):
+            for seq in range(lo, hi):
+                a = srcs[seq % Q2_SOURCES]
+                mark(a, seq)
+                d = dst[seq % Q2_DEPTH]
+                copyto(d, a)
+                check(d, seq)
+
+        r = timed(start, p, go)
+        r["t_end"] = now()
+        return r
+
+    try:
+        (r,) = run_workers([Worker(run, role="other")], p.timeout)
+        return {"messages": p.n, "seconds": r["t_end"] - r["t_start"]}
+    finally:
+        shm.close()
+        shm.unlink()
