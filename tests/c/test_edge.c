@@ -61,7 +61,7 @@ static void test_invalid_sizes(void)
     CHECK_EQ(pyshm_pool_create(r, PYSHM_MAX_COUNT + 1, 100, 0, NULL, &off), -EINVAL);
     CHECK_EQ(pyshm_pool_create(r, count, PYSHM_MAX_ELT_SIZE + 1, 0, NULL, &off), -EINVAL);
     CHECK_EQ(pyshm_pool_create(r, PYSHM_MAX_COUNT, PYSHM_MAX_ELT_SIZE, 0, NULL, &off), -EINVAL);
-    CHECK_EQ(pyshm_pool_create(r, count, 100, 4, NULL, &off), -EINVAL);
+    CHECK_EQ(pyshm_pool_create(r, count, 100, 8, NULL, &off), -EINVAL);
     CHECK_EQ(pyshm_pool_create(r, count, 100, 1u << 31, NULL, &off), -EINVAL);
     CHECK_EQ(pyshm_pool_create(r, count + 10, 100, 0, NULL, &off), -ENOSPC);
     CHECK_EQ(pyshm_pool_create(r, PYSHM_MAX_COUNT, 8, 0, NULL, &off), -ENOSPC);

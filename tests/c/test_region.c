@@ -91,7 +91,7 @@ static void test_pool_attach(void)
     MANGLE_POOL(stride, 64);
     MANGLE_POOL(stride, 192);
     MANGLE_POOL(stride, 0);
-    MANGLE_POOL(flags, 4);
+    MANGLE_POOL(flags, 8);
     MANGLE_POOL(flags, UINT64_C(1) << 32 | PYSHM_MEMPOOL_F_SP_PUT);
     MANGLE_POOL(flags, UINT64_C(1) << 63);
     MANGLE_POOL(slots_offset, p->offset + PSH + 64);

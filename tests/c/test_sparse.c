@@ -178,7 +178,42 @@ static void test_sparse_creation(void)
     pyshm_space_close(&s);
 }
 
+/* MEMPOOL_F_RETURN_PAGES: a block put back gives its whole pages back (the file shrinks
+ * and the block reads as zeros when handed out again); a put the pool refuses (a block
+ * the caller does not hold) leaves the holder's data alone. */
+static void test_return_pages(void)
+{
+    struct pyshm_space s;
+    REQUIRE(tc_space(&s, 64 << 20) == 0);
+    struct pyshm_member *m = tc_member(&s);
+    const uint64_t elt = 1 << 20;
+    const struct pyshm_pool *p = tc_pool(&s, 2, elt, PYSHM_MEMPOOL_F_RETURN_PAGES, NULL);
+    REQUIRE(m && p);
+    struct pyshm_block b;
+    REQUIRE(tc_get1(p, m, &b) == 0);
+    uint8_t *data = p->data + b.index * p->stride;
+    struct footprint before = measure(&s);
+    memset(data, 0xab, elt);
+    struct footprint written = measure(&s);
+    CHECK(written.bytes >= before.bytes + elt - 2 * page_size());
+    /* A put of a stale generation is refused and wipes nothing. */
+    struct pyshm_block stale = b;
+    stale.gen = b.gen + 1;
+    CHECK(pyshm_pool_put(p, m, &stale, 1, 0) < 0);
+    CHECK_EQ(data[elt / 2], 0xab);
+    REQUIRE(pyshm_pool_put(p, m, &b, 1, 0) == 0);
+    struct footprint after = measure(&s);
+    expect_growth("a returned block", &before, &after, 2);
+    /* The other block first (FIFO), then this one: zeros. */
+    struct pyshm_block other, again;
+    REQUIRE(tc_get1(p, m, &other) == 0 && tc_get1(p, m, &again) == 0);
+    CHECK_EQ(again.index, b.index);
+    CHECK_EQ(data[elt / 2], 0);
+    pyshm_space_close(&s);
+}
+
 const struct tc_test tc_sparse_tests[] = {
     {"sparse_huge_ring_and_pool_touch_no_pages", test_sparse_creation, 0, NULL},
+    {"return_pages_on_put", test_return_pages, 0, NULL},
 };
 const size_t tc_sparse_test_count = TC_COUNT(tc_sparse_tests);
