@@ -220,7 +220,7 @@ static PYSHM_ALWAYS_INLINE int hand_over_blocks(const struct pyshm_queue *q, str
     if (n > q->ring.capacity)
         return -PYSHM_EFULL;
     /* Everything that can refuse, before anything moves. Only the holder changes a HELD
-     * block, so what is checked here still holds at the CASes below. */
+     * block, so what is checked here still holds at the gives below. */
     for (uint64_t i = 0; i < n; i++) {
         int rc = pyshm_block_check_held(blocks[i].pool, blocks[i].index, blocks[i].gen, m->holder);
         if (rc < 0)
@@ -237,22 +237,17 @@ static PYSHM_ALWAYS_INLINE int hand_over_blocks(const struct pyshm_queue *q, str
         const struct pyshm_block *b = &blocks[i];
         pyshm_queue_stage(q, pos + i, by_offset ? pyshm_pool_block_offset(b->pool, b->index) : b->index);
     }
-    int rc = 0;
     for (uint64_t i = 0; i < n; i++) {
         const struct pyshm_block *b = &blocks[i];
-        if (pyshm_block_transition(&b->pool->states[b->index], PYSHM_BLOCK_HELD, b->gen, to) < 0) {
-            /* Changed under us: only a faulty process does that. The slot carries nothing. */
-            pyshm_queue_stage(q, pos + i, PYSHM_QUEUE_HOLE);
-            rc = -PYSHM_ECORRUPT;
-        }
+        pyshm_block_give(&b->pool->states[b->index], b->gen, to);
         PYSHM_FAULT("block.give.done");
     }
-    /* Lowered after the CASes: an upper bound at every instant (member.h). */
+    /* Lowered after the gives: an upper bound at every instant (member.h). */
     pyshm_member_held_add(m, -(int64_t)n);
     for (uint64_t i = 0; i < n; i++)
         pyshm_queue_publish(q, pos + i);
     pyshm_queue_finish(q, m, PYSHM_RING_ENQ);
-    return rc;
+    return 0;
 }
 
 int64_t pyshm_blocks_take(const struct pyshm_queue *q, struct pyshm_member *m, uint64_t max,

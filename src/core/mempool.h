@@ -26,7 +26,9 @@
  *
  *   state = generation << 2 | kind,  kind in { FREE, HELD, IN_RING }
  *
- * Every change of owner is one CAS from (kind, gen) to (next kind, gen + 1). A holder
+ * Every change of owner moves (kind, gen) to (next kind, gen + 1): by a CAS when a block
+ * is taken (FREE or IN_RING -> HELD), by a store of the holder when it hands the block on
+ * (HELD -> FREE or IN_RING: only the holder moves a HELD block while it lives). A holder
  * remembers the generation at which it got the block; a hand-over from a stale copy of a
  * view names an old generation and is refused (-PYSHM_ESTALE) before anything moves. The
  * generation has 62 bits: it cannot wrap in practice.
@@ -41,16 +43,17 @@
  *                                 CAS to HELD; then release the slots. A block is thus in a
  *                                 slot or on record as HELD by its taker at every instant.
  * Hand over (a producer):         check every block, claim positions, stage each value
- *                                 (ring.h), CAS each block to FREE or IN_RING, publish
+ *                                 (ring.h), give each block (FREE or IN_RING), publish
  *                                 each. A producer killed after its claim leaves each
  *                                 position unstaged (its block still HELD by it) or staged
  *                                 (the block named in the slot): a repairer can finish
  *                                 either without scanning anything.
  *
  *   label  release                                   acquire
- *   S1     every state CAS is acq_rel: a process that wins the CAS for (kind, gen) sees
- *          everything the previous owner did before its own CAS to (kind, gen). Block
- *          bytes themselves travel with the queue that carries the block (ring.h R1).
+ *   S1     every change of state releases, every CAS to HELD is acq_rel: a process that
+ *          wins the CAS for (kind, gen) sees everything the previous owner did before it
+ *          moved the state to (kind, gen). Block bytes themselves travel with the queue
+ *          that carries the block (ring.h R1).
  *   S2     holder store, then the CAS to HELD         repair: acquire load of the state,
  *          (release)                                  then the holder word
  */
@@ -178,6 +181,18 @@ static inline int pyshm_block_transition(pyshm_atomic64 *state, enum pyshm_block
                                                 memory_order_acq_rel, memory_order_relaxed))
         return 0;
     return -PYSHM_ESTALE;
+}
+
+/*
+ * The holder hands a block it holds at gen on (HELD -> `to` at gen + 1): one release
+ * store, not a CAS (S1). Only the holder moves a HELD block while it lives: a repairer
+ * acts only for the dead, and a member is used by one thread at a time (space.h). The
+ * caller checked the state (pyshm_block_check_held) before anything moved.
+ */
+static inline void pyshm_block_give(pyshm_atomic64 *state, uint64_t gen, enum pyshm_block_kind to)
+{
+    /* S1 release: pairs with the acquire of the next owner's CAS. */
+    atomic_store_explicit(state, pyshm_block_state(gen + 1, to), memory_order_release);
 }
 
 /* ---- the two moves (used by pools, rings and repair) ------------------------------------ */

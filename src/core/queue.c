@@ -15,13 +15,6 @@ void pyshm_queue_init(struct pyshm_queue *q, struct pyshm_queue_shared *shared, 
     q->ring.start_full = start_full;
 }
 
-void pyshm_queue_finish(const struct pyshm_queue *q, struct pyshm_member *m, enum pyshm_ring_side side)
-{
-    /* A2: every slot is finished before the announcement goes. */
-    pyshm_member_clear(m);
-    pyshm_wait_notify(side == PYSHM_RING_ENQ ? &q->shared->not_empty : &q->shared->not_full);
-}
-
 /* Whether pos is a position of `side` that some claimer has taken (the counter is past it).
  * Acquire (A1): the announcements of the claims counted are visible afterwards. */
 static int claimed(const struct pyshm_queue *q, enum pyshm_ring_side side, uint64_t pos)

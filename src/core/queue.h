@@ -17,7 +17,8 @@
  *             pyshm_queue_finish clears the announcement and wakes consumers.
  *   consumer: pyshm_queue_claim(DEQ) announces and claims 1 to max positions; the caller
  *             reads each value, takes what it names, releases each slot, then
- *             pyshm_queue_finish clears the announcement and wakes producers.
+ *             pyshm_queue_finish clears the announcement and wakes producers (but for
+ *             a pool's free queue, where none sleep).
  *
  * A claim that fails (not ready, or stopped by the caller's check) clears its
  * announcement before returning: no live process leaves a stale one behind.
@@ -50,7 +51,10 @@ _Static_assert(sizeof(struct pyshm_queue_shared) == 2 * PYSHM_CACHE_LINE, "queue
 _Static_assert(offsetof(struct pyshm_queue_shared, deq_pos) == PYSHM_CACHE_LINE,
                "consumer counter must start its own cache line");
 
-/* Process-local handle: geometry validated once, never re-read from shared memory. */
+/* Process-local handle: geometry validated once, never re-read from shared memory. A
+ * queue that starts full (ring.start_full) is a pool's free queue: it has a slot for
+ * every block, so no producer ever sleeps waiting for room (a put that finds it full for
+ * a moment retries: mempool.h), and its consumers wake nobody. */
 struct pyshm_queue {
     struct pyshm_ring ring;
     struct pyshm_queue_shared *shared;
@@ -140,7 +144,16 @@ static inline void pyshm_queue_release(const struct pyshm_queue *q, uint64_t pos
 }
 
 /* Every position claimed is finished: clear the announcement (A2) and wake the other side. */
-void pyshm_queue_finish(const struct pyshm_queue *q, struct pyshm_member *m, enum pyshm_ring_side side);
+static PYSHM_ALWAYS_INLINE void pyshm_queue_finish(const struct pyshm_queue *q, struct pyshm_member *m,
+                                                   enum pyshm_ring_side side)
+{
+    /* A2: every slot is finished before the announcement goes. */
+    pyshm_member_clear(m);
+    /* Nobody waits for room in a queue that starts full: no fence to pay. */
+    if (side == PYSHM_RING_DEQ && q->ring.start_full)
+        return;
+    pyshm_wait_notify(side == PYSHM_RING_ENQ ? &q->shared->not_empty : &q->shared->not_full);
+}
 
 static inline uint64_t pyshm_queue_count(const struct pyshm_queue *q) { return pyshm_ring_count(&q->ring); }
 
