@@ -157,12 +157,7 @@ static PyObject *put_blocks(MempoolObject *self, BlockObject **blocks, const str
     struct pyshm_member *m = pyshm_shm_member(base->shm, what);
     if (!m)
         return NULL;
-    int rc = pyshm_pool_put(self->pool, m, core, (uint64_t)n, PYSHM_PUT_PATIENCE_NS);
-    if (rc == -EAGAIN) {
-        struct pyshm_repair_report report;
-        if (pyshm_repair(&base->shm->space, 1, &report) == 0 && report.entries + report.released > 0)
-            rc = pyshm_pool_put(self->pool, m, core, (uint64_t)n, PYSHM_PUT_PATIENCE_NS);
-    }
+    int rc = pyshm_shm_pool_put(base->shm, self->pool, m, core, (uint64_t)n);
     if (rc < 0) {
         pyshm_raise(base->state, rc, what);
         return NULL;

@@ -25,8 +25,6 @@
 
 #include <string.h>
 
-#include "repair.h"
-
 #define MSG_MAGIC UINT32_C(0x51485950)
 #define MSG_HEAD 16u
 #define MSG_ENTRY 16u
@@ -314,16 +312,11 @@ static int send_block(QueueBaseObject *self, struct pyshm_member *m, const struc
     return -1;
 }
 
-/* Give a block we hold back to its pool. A free queue that stays blocked past the
- * patience may have a slot claimed by a process that died: repair, and try once more
- * (as Mempool.put does). */
+/* Give a block we hold back to its pool, as Mempool.put does (repairing a free queue
+ * that a dead process blocks). */
 static void give_back(QueueBaseObject *self, struct pyshm_member *m, const struct pyshm_block *b)
 {
-    if (pyshm_pool_put(b->pool, m, b, 1, PYSHM_PUT_PATIENCE_NS) == -EAGAIN) {
-        struct pyshm_repair_report report;
-        if (pyshm_repair(&self->shm->space, 1, &report) == 0 && report.entries + report.released > 0)
-            pyshm_pool_put(b->pool, m, b, 1, PYSHM_PUT_PATIENCE_NS);
-    }
+    pyshm_shm_pool_put(self->shm, b->pool, m, b, 1);
 }
 
 static uint8_t *block_data(const struct pyshm_block *b) { return b->pool->data + b->index * b->pool->stride; }

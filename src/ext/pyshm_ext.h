@@ -239,6 +239,11 @@ static inline struct pyshm_member *pyshm_shm_member(ShareMemObject *shm, const c
         return &shm->space.self;
     return pyshm_shm_join(shm, what);
 }
+/* pyshm_pool_put with Mempool.put's patience, for a member of shm's region. A free queue
+ * that stays blocked past the patience may have a slot claimed by a process that died:
+ * then repair, and try once more. 0 or the core's error (no exception set). */
+int pyshm_shm_pool_put(ShareMemObject *shm, const struct pyshm_pool *p, struct pyshm_member *m,
+                       const struct pyshm_block *blocks, uint64_t n);
 /* Raise ValueError for a carve that did not fit. */
 void pyshm_shm_raise_no_room(ShareMemObject *shm, const char *what, uint64_t needed);
 /* A carve's failure as the exception a user expects. */

@@ -1,9 +1,11 @@
 /* shm_type.c - ShareMem: a shared-memory region, and this process's handle on it. */
 #include "pyshm_ext.h"
 
+#include <errno.h>
 #include <structmember.h>
 
 #include "liveness.h"
+#include "repair.h"
 
 static ShareMemObject *shm_alloc(pyshm_state *st, PyObject *name)
 {
@@ -115,6 +117,18 @@ struct pyshm_member *pyshm_shm_join(ShareMemObject *shm, const char *what)
         return NULL;
     }
     return &shm->space.self;
+}
+
+int pyshm_shm_pool_put(ShareMemObject *shm, const struct pyshm_pool *p, struct pyshm_member *m,
+                       const struct pyshm_block *blocks, uint64_t n)
+{
+    int rc = pyshm_pool_put(p, m, blocks, n, PYSHM_PUT_PATIENCE_NS);
+    if (rc == -EAGAIN) {
+        struct pyshm_repair_report report;
+        if (pyshm_repair(&shm->space, 1, &report) == 0 && report.entries + report.released > 0)
+            rc = pyshm_pool_put(p, m, blocks, n, PYSHM_PUT_PATIENCE_NS);
+    }
+    return rc;
 }
 
 ShareMemObject *pyshm_shm_resolve(pyshm_state *st, PyObject *shm)
