@@ -65,7 +65,7 @@ enum pyshm_position_fate pyshm_queue_repair_enq(const struct pyshm_queue *q, uin
             return PYSHM_POSITION_DONE; /* published already (or garbage: nothing to do) */
         }
         complete_staged(q, pos, how);
-        pyshm_wait_notify(&q->shared->not_empty);
+        pyshm_queue_wake(q, PYSHM_RING_ENQ);
         return PYSHM_POSITION_DONE;
     }
     return PYSHM_POSITION_DONE;
@@ -92,7 +92,7 @@ enum pyshm_position_fate pyshm_queue_repair_deq(const struct pyshm_queue *q, uin
         if (value != PYSHM_QUEUE_HOLE)
             how->take(how->ctx, q, value);
         pyshm_ring_drained(&q->ring, pos);
-        pyshm_wait_notify(&q->shared->not_full);
+        pyshm_queue_wake(q, PYSHM_RING_DEQ);
         return PYSHM_POSITION_DONE;
     }
     return PYSHM_POSITION_DONE;

@@ -143,16 +143,22 @@ static inline void pyshm_queue_release(const struct pyshm_queue *q, uint64_t pos
     PYSHM_FAULT("queue.deq.released");
 }
 
+/* Positions of `side` were finished (by their claimer or a repairer): wake the other
+ * side. Nobody waits for room in a queue that starts full: no fence to pay there. */
+static PYSHM_ALWAYS_INLINE void pyshm_queue_wake(const struct pyshm_queue *q, enum pyshm_ring_side side)
+{
+    if (side == PYSHM_RING_DEQ && q->ring.start_full)
+        return;
+    pyshm_wait_notify(side == PYSHM_RING_ENQ ? &q->shared->not_empty : &q->shared->not_full);
+}
+
 /* Every position claimed is finished: clear the announcement (A2) and wake the other side. */
 static PYSHM_ALWAYS_INLINE void pyshm_queue_finish(const struct pyshm_queue *q, struct pyshm_member *m,
                                                    enum pyshm_ring_side side)
 {
     /* A2: every slot is finished before the announcement goes. */
     pyshm_member_clear(m);
-    /* Nobody waits for room in a queue that starts full: no fence to pay. */
-    if (side == PYSHM_RING_DEQ && q->ring.start_full)
-        return;
-    pyshm_wait_notify(side == PYSHM_RING_ENQ ? &q->shared->not_empty : &q->shared->not_full);
+    pyshm_queue_wake(q, side);
 }
 
 static inline uint64_t pyshm_queue_count(const struct pyshm_queue *q) { return pyshm_ring_count(&q->ring); }
