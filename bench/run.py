@@ -41,7 +41,6 @@ from bench.common import (  # noqa: E402
     LARGE,
     Q2_SIZES,
     Q3_SIZES,
-    SMALL,
     W4_CONSUMERS,
     W4_PRODUCERS,
     BenchFailure,

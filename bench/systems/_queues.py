@@ -85,12 +85,15 @@ def q2(p: Params, pattern: PagePattern, q: Any, timeout: float | None = None,
         srcs = pattern.sources(Q2_SOURCES)
 
         def send(lo, hi):
-            for seq in range(lo, hi):
-                a = srcs[seq % Q2_SOURCES]
-                mark(a, seq)
-                if timeout is None:
+            if timeout is None:
+                for seq in range(lo, hi):
+                    a = srcs[seq % Q2_SOURCES]
+                    mark(a, seq)
                     put(a)
-                else:
+            else:
+                for seq in range(lo, hi):
+                    a = srcs[seq % Q2_SOURCES]
+                    mark(a, seq)
                     put(a, True, timeout)
 
         return timed(start, p, send)

@@ -25,7 +25,6 @@ from ..common import (
     run_workers,
     throughput,
 )
-from . import _queues
 from . import System, _queues
 
 #: Circular buffer for the small-message workloads: about what 1024 pickled 64-byte
@@ -250,6 +249,9 @@ def w5(p: Params) -> dict:
 # put / get take (block=True, timeout) as in W1-W5; put pickles into the buffer before it
 # returns.
 
+#: Q2: room per message for the pickle around an array's bytes (and the buffer's framing).
+PICKLE_ROOM = 4096
+
 
 def q1(p: Params) -> dict:
     return _queues.q1(p, _queue(SMALL_BYTES), p.timeout)
@@ -257,7 +259,7 @@ def q1(p: Params) -> dict:
 
 def q2(p: Params) -> dict:
     pattern = PagePattern(p.size)
-    return _queues.q2(p, pattern, _queue(Q2_DEPTH * (p.size + 4096)), p.timeout)
+    return _queues.q2(p, pattern, _queue(Q2_DEPTH * (p.size + PICKLE_ROOM)), p.timeout)
 
 
 def q4(p: Params) -> dict:

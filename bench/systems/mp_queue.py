@@ -28,7 +28,6 @@ from ..common import (
     run_workers,
     throughput,
 )
-from . import _queues
 from . import System, _queues
 
 
@@ -38,6 +37,7 @@ def systems() -> list[System]:
     workloads = {"W1": w1, "W2": w1, "W3": w3, "W4": w4, "W5": w5,
                  "Q1": q1, "Q2a": q2, "Q2b": q2, "Q3c": q3, "Q4": q4}
     drop_numpy_workloads(workloads, unsupported)
+    q2_how = f"put(arr), maxsize={Q2_DEPTH} (pickled by the feeder thread) | get() is a private copy"
     return [
         System(
             name="mp.Queue",
@@ -49,8 +49,8 @@ def systems() -> list[System]:
                 "W4": "one Queue, 4 | 4; end by None markers",
                 "W5": "two Queues, blocking get()",
                 "Q1": "put(obj) | get()",
-                "Q2a": f"put(arr), maxsize={Q2_DEPTH} (pickled by the feeder thread) | get() is a private copy",
-                "Q2b": f"put(arr), maxsize={Q2_DEPTH} (pickled by the feeder thread) | get() is a private copy",
+                "Q2a": q2_how,
+                "Q2b": q2_how,
                 "Q3c": "a = numpy.empty(64 MiB), seq in a[:8], put(a), del a, maxsize=2 | get(), check a[:8], "
                        "read a[-1]",
                 "Q4": "one Queue, 4 | 4; end by None markers",

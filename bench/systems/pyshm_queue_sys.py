@@ -35,9 +35,7 @@ def systems() -> list[System]:
         "Q1": "put(obj) | get(), default Queue()",
         "Q2a": how2,
         "Q2b": how2,
-        "Q3a": how3 + "; capacity 4x (2 blocks of 2x)",
-        "Q3b": how3 + "; capacity 4x (2 blocks of 2x)",
-        "Q3c": how3 + "; capacity 4x (2 blocks of 2x)",
+        **{w: how3 + "; capacity 4x (2 blocks of 2x)" for w in ("Q3a", "Q3b", "Q3c")},
         "Q3d": how3 + "; capacity 2**31 (1 block of 2 GiB: one message in flight)",
         "Q4": "one Queue(), 4 | 4; end by Queue.shutdown()",
     }

@@ -12,7 +12,8 @@ then the pickle) and unpickled from it.
 Also the ``one-copy floor`` of Q2: one process, no queue, no second process: for each
 message the producers' per-page marking of a source array, ``numpy.copyto`` into a slot of
 a SharedMemory buffer (``Q2_DEPTH`` slots in turn), and the consumers' per-page check of
-the slot. What moving a numpy array between processes cannot beat with one copy.
+the slot, back to back. The cost of one copy with nothing around it; a two-process peer
+overlaps marking and checking and so can pass it (Q2b does).
 """
 from __future__ import annotations
 
