@@ -20,7 +20,7 @@
  *     stays, as after SIGKILL) or leave cleanly;
  *   - repairs (pyshm_repair) by s1 or s2;
  *   - fast-forwarding a queue still in its first state to just below 2^64 (power-of-two
- *     capacities), which a long history would also do;
+ *     capacities), with what a long history would also leave (a pool marked lapped);
  *
  * mixed with writes into the shared memory that a faulty or hostile process could make:
  * the region header, member table entries (owner words, announcements, held counts,
@@ -2503,6 +2503,11 @@ static void op_fast_forward(struct reader *rd)
     }
     trace_op("fast-forward queue %#" PRIx64 " to %" PRIu64, hq->id, start);
     place_queue(&hq->ring, start);
+    /* A pool's long history had every block out: its first get past count marked it
+     * lapped (mempool.c). Without the mark, the consumers' head that wraps to 0 would say
+     * no block was ever out, and a repair would not look for a dead getter's blocks. */
+    if (p)
+        atomic_store(p->lapped, 1);
 }
 
 /* ------------------------------------------------------------------------------------ */

@@ -423,6 +423,10 @@ def ghost_seeds(s):
                                    fast_forward(0, 0, 3), get(0, S1, 4), enq(0, 4), ghost_new(),
                                    ghost_step(G_DEQ, 0, 3, 4, DIE), ghost_new(), ghost_get(0, 0, 2),
                                    ghost_step(G_PUT, 0, 2, 3, DIE), repair(), deq(0, 8), put(8), get(0, S1, 8), put(8))
+    # A get that dies with the consumers' head just past the wrap: the blocks it took
+    # are found (the pool is lapped), whether it or the repair took them.
+    s["ghost-get-across-wrap"] = program(BIG, pool_create(8, 16), fast_forward(None, 0, 0), ghost_new(),
+                                         ghost_step(G_GET, 0, 3, 3, DIE), repair(), get(0, S1, 8), put(8))
     s["ghost-returns-then-get"] = program(BIG, pool_create(8, 16), ghost_new(), ghost_get(0, 0, 5), ghost_end(0),
                                           repair(), get(0, S1, 8), put(3), ghost_new(), ghost_step(G_GET, 0, 4, 2, DIE),
                                           repair(), get(0, S1, 8), put(8))
