@@ -522,7 +522,7 @@ class World:
         table = sorted(o for o, p in self.block_pool.items() if p == poff)
         if block not in table or not (poff < states < self.objects.get(poff, ("", 0))[1]):
             return
-        state_at = states + 8 * table.index(block)
+        state_at = states + 16 * table.index(block)  # state and holder words: 16 bytes a block
         st = read_u64(shm, state_at)
         write_u64(shm, state_at, (st & ~3) | 2)
         q = rng.choice(self.rings)

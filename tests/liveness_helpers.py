@@ -39,7 +39,8 @@ from pyshm import Mempool, PyshmError, ShareMem
 # ---- shared-memory layout (src/core/layout.h, member.h, mempool.h) ------------------------
 
 # struct pyshm_pool_shared: 128-byte object header, then count, elt_size, stride, flags,
-# slots_offset, states_offset, holders_offset, data_offset (u64 each).
+# slots_offset, states_offset, holders_offset, data_offset (u64 each). A block's state
+# and holder words are side by side: 16 bytes a block.
 HOLDERS_OFFSET_AT = 128 + 6 * 8
 # Member table: at region offset 64, a 64-byte header, then 128-byte entries: owner word
 # (incarnation << 3 | READY 4 | NOLOCK 2 | OWNED 1) at +0, pid at +64, pidns +72, pidfs +80.
@@ -55,7 +56,7 @@ GUARD = 120.0  # hang guard for a read from another process; never a timing asse
 def holder_words(shm, pool):
     with memoryview(shm) as raw:
         at = struct.unpack_from("=Q", raw, pool.offset + HOLDERS_OFFSET_AT)[0]
-        return [struct.unpack_from("=Q", raw, at + 8 * i)[0] for i in range(pool.count)]
+        return [struct.unpack_from("=Q", raw, at + 16 * i)[0] for i in range(pool.count)]
 
 
 def entry_of(shm, index):

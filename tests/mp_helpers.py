@@ -220,7 +220,7 @@ def sleepers(obj, side="not_empty", pids=()):
     """How many callers sleep on obj's waitpoint right now (Ring: "not_empty" for
     dequeue, "not_full" for enqueue; Mempool: "not_empty" for get), among the other
     threads of this process and the processes pids."""
-    assert pyshm.LAYOUT_VERSION == 3, "update the waitpoint offsets in mp_helpers for the new layout"
+    assert pyshm.LAYOUT_VERSION == 4, "update the waitpoint offsets in mp_helpers for the new layout"
     inode = os.fstat(obj.shm.fileno()).st_ino
     me = threading.get_native_id()
     count = 0

@@ -111,7 +111,7 @@ def test_ls_lists_the_region_with_its_counts():
         text = run_cli("ls")
         assert text.returncode == 0, text.stderr
         [line] = [ln for ln in text.stdout.splitlines() if ln.split()[:1] == ["/" + name]]
-        assert line.split()[3:7] == ["3", "2", "1", "1"] and "1/1" in line.split()
+        assert line.split()[3:7] == [str(pyshm.LAYOUT_VERSION), "2", "1", "1"] and "1/1" in line.split()
         pool_a.put(view)
     finally:
         unlink_quietly(name)

@@ -9,7 +9,8 @@ from conftest import fork_child, raw_region, wait_child
 from pyshm import Mempool, Ring, ShareMem
 
 # struct pyshm_pool_shared: 128-byte object header, then count, elt_size, stride, flags,
-# slots_offset, states_offset, holders_offset, data_offset (u64 each).
+# slots_offset, states_offset, holders_offset, data_offset (u64 each). A block's state
+# and holder words are side by side: 16 bytes a block.
 HOLDERS_OFFSET_AT = 128 + 6 * 8
 # The member table (src/core/member.h): at region offset 64, a 64-byte header, then
 # 128-byte entries: owner word (incarnation << 3 | flags) at +0, pid at +64.
@@ -25,7 +26,7 @@ def holder_words(shm, pool):
     raw = memoryview(shm)
     try:
         at = struct.unpack_from("=Q", raw, pool_offset(pool) + HOLDERS_OFFSET_AT)[0]
-        return [struct.unpack_from("=Q", raw, at + 8 * i)[0] for i in range(pool.count)]
+        return [struct.unpack_from("=Q", raw, at + 16 * i)[0] for i in range(pool.count)]
     finally:
         raw.release()
 

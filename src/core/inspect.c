@@ -168,13 +168,13 @@ static void inspect_pool(const struct pyshm_region *r, const struct holders *h, 
     uint64_t touched = pyshm_pool_touched(&p);
     for (uint64_t i = 0; i < touched && i < p.count; i++) {
         /* S2 acquire: the holder word of the generation read. */
-        uint64_t state = atomic_load_explicit(&p.states[i], memory_order_acquire);
+        uint64_t state = atomic_load_explicit(&p.words[i].state, memory_order_acquire);
         enum pyshm_block_kind kind = pyshm_block_kind_of(state);
         if (kind == PYSHM_BLOCK_IN_RING) {
             o->in_ring_count++;
         } else if (kind == PYSHM_BLOCK_HELD) {
             o->held_count++;
-            if (held_by_gone(h, atomic_load_explicit(&p.holders[i], memory_order_relaxed)))
+            if (held_by_gone(h, atomic_load_explicit(&p.words[i].holder, memory_order_relaxed)))
                 o->held_by_dead++;
         }
     }

@@ -24,8 +24,9 @@
 #include <stdint.h>
 
 /* Version 3: zero-valued initial states, the member table at a fixed place, staged ring
- * slots. Regions of other versions are refused on attach. */
-#define PYSHM_LAYOUT_VERSION 3u
+ * slots. Version 4: a block's state and holder words side by side (mempool.h). Regions
+ * of other versions are refused on attach. */
+#define PYSHM_LAYOUT_VERSION 4u
 
 #define PYSHM_REGION_MAGIC UINT64_C(0x314e4f4947455253) /* "SREGION1" little-endian */
 #define PYSHM_OBJECT_MAGIC UINT64_C(0x3154434a424f5350) /* "PSOBJCT1" */

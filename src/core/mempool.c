@@ -27,8 +27,8 @@ static int layout_of(uint64_t count, uint64_t elt_size, struct pool_layout *l)
     l->stride = stride_for(elt_size);
     l->slots = sizeof(struct pyshm_pool_shared);
     l->states = l->slots + count * sizeof(struct pyshm_ring_slot);
-    l->holders = l->states + count * sizeof(pyshm_atomic64);
-    l->data = PYSHM_ALIGN_UP(l->holders + count * sizeof(pyshm_atomic64), PYSHM_CACHE_LINE);
+    l->holders = l->states + offsetof(struct pyshm_block_words, holder);
+    l->data = PYSHM_ALIGN_UP(l->states + count * sizeof(struct pyshm_block_words), PYSHM_CACHE_LINE);
     /* count and stride are below 2^41: the product fits comfortably in 64 bits. */
     if (count > (UINT64_C(1) << 62) / l->stride)
         return -EINVAL;
@@ -97,8 +97,7 @@ int pyshm_pool_attach(const struct pyshm_region *r, uint64_t offset, struct pysh
     out->flags = (uint32_t)flags;
     out->data_offset = offset + l.data;
     out->data = r->base + offset + l.data;
-    out->states = (pyshm_atomic64 *)(r->base + offset + l.states);
-    out->holders = (pyshm_atomic64 *)(r->base + offset + l.holders);
+    out->words = (struct pyshm_block_words *)(r->base + offset + l.states);
     out->lapped = &shared->lapped;
     pyshm_queue_init(&out->free_queue, &shared->free_queue, (struct pyshm_ring_slot *)(r->base + offset + l.slots),
                      count, 1, offset + offsetof(struct pyshm_pool_shared, free_queue));
@@ -239,7 +238,7 @@ static PYSHM_ALWAYS_INLINE int hand_over_blocks(const struct pyshm_queue *q, str
     }
     for (uint64_t i = 0; i < n; i++) {
         const struct pyshm_block *b = &blocks[i];
-        pyshm_block_give(&b->pool->states[b->index], b->gen, to);
+        pyshm_block_give(&b->pool->words[b->index].state, b->gen, to);
         PYSHM_FAULT("block.give.done");
     }
     /* Lowered after the gives: an upper bound at every instant (member.h). */

@@ -100,8 +100,8 @@ struct pyshm_pool_shared {
     uint64_t stride;
     uint64_t flags;
     uint64_t slots_offset; /* region offsets */
-    uint64_t states_offset;
-    uint64_t holders_offset;
+    uint64_t states_offset;  /* the first block's words (struct pyshm_block_words) */
+    uint64_t holders_offset; /* states_offset + 8: its holder word */
     uint64_t data_offset;
     pyshm_atomic64 lapped; /* 1 once every block has been handed out (pyshm_pool_touched) */
     uint64_t reserved[7];
@@ -110,6 +110,16 @@ struct pyshm_pool_shared {
 _Static_assert(sizeof(struct pyshm_pool_shared) == 384, "pool header layout");
 _Static_assert(offsetof(struct pyshm_pool_shared, free_queue) % PYSHM_CACHE_LINE == 0,
                "free-queue counters must be cache-line aligned");
+
+/* A block's state word and holder word, side by side in shared memory: a take, a
+ * hand-over and a scan each touch one cache line per block, not one in each of two
+ * arrays (four blocks share a line). The pool header names both words' offsets
+ * (states_offset, holders_offset = states_offset + 8), cross-checked on attach. */
+struct pyshm_block_words {
+    pyshm_atomic64 state;
+    pyshm_atomic64 holder;
+};
+_Static_assert(sizeof(struct pyshm_block_words) == 16, "block words layout");
 
 /* Process-local handle: geometry validated once, the only copy hot paths read. */
 struct pyshm_pool {
@@ -121,8 +131,7 @@ struct pyshm_pool {
     uint32_t flags;
     uint64_t data_offset;
     uint8_t *data;
-    pyshm_atomic64 *states;
-    pyshm_atomic64 *holders;
+    struct pyshm_block_words *words; /* count of them */
     pyshm_atomic64 *lapped;
     struct pyshm_queue free_queue;
 };
@@ -221,14 +230,14 @@ static inline int pyshm_block_take(const struct pyshm_pool *p, uint64_t index, e
     if (index >= p->count)
         return -PYSHM_ECORRUPT;
     /* The queue gave us this index alone; its state must say where it came from. */
-    uint64_t state = atomic_load_explicit(&p->states[index], memory_order_relaxed);
+    uint64_t state = atomic_load_explicit(&p->words[index].state, memory_order_relaxed);
     if (pyshm_block_kind_of(state) != from)
         return -PYSHM_ECORRUPT;
     uint64_t g = pyshm_block_gen_of(state);
     /* S2: the holder word first; the release CAS below publishes it with the state. */
-    atomic_store_explicit(&p->holders[index], holder, memory_order_relaxed);
+    atomic_store_explicit(&p->words[index].holder, holder, memory_order_relaxed);
     PYSHM_FAULT("block.take.holder");
-    if (pyshm_block_transition(&p->states[index], from, g, PYSHM_BLOCK_HELD) < 0)
+    if (pyshm_block_transition(&p->words[index].state, from, g, PYSHM_BLOCK_HELD) < 0)
         return -PYSHM_ECORRUPT;
     PYSHM_FAULT("block.take.done");
     *gen = g + 1;
@@ -251,10 +260,10 @@ static inline int pyshm_block_check_held(const struct pyshm_pool *p, uint64_t in
     if (index >= p->count)
         return -EINVAL;
     /* S2 acquire: the holder word of the generation read. */
-    uint64_t state = atomic_load_explicit(&p->states[index], memory_order_acquire);
+    uint64_t state = atomic_load_explicit(&p->words[index].state, memory_order_acquire);
     if (state != pyshm_block_state(gen, PYSHM_BLOCK_HELD))
         return -PYSHM_ESTALE;
-    if (atomic_load_explicit(&p->holders[index], memory_order_relaxed) != holder)
+    if (atomic_load_explicit(&p->words[index].holder, memory_order_relaxed) != holder)
         return -PYSHM_ENOTYOURS;
     return 0;
 }

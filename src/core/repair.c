@@ -136,9 +136,9 @@ static int scan_held(struct repair *rp, struct dead *d)
         uint64_t touched = pyshm_pool_touched(p);
         for (uint64_t i = 0; i < touched; i++) {
             /* S2 acquire: pairs with the release CAS of a take; then the holder word. */
-            uint64_t state = atomic_load_explicit(&p->states[i], memory_order_acquire);
+            uint64_t state = atomic_load_explicit(&p->words[i].state, memory_order_acquire);
             if (pyshm_block_kind_of(state) != PYSHM_BLOCK_HELD ||
-                atomic_load_explicit(&p->holders[i], memory_order_relaxed) != d->actor.holder)
+                atomic_load_explicit(&p->words[i].holder, memory_order_relaxed) != d->actor.holder)
                 continue;
             if (hold(rp, d, p, i, pyshm_block_gen_of(state)) < 0)
                 return -ENOMEM;
@@ -251,9 +251,9 @@ static int complete_position(void *ctx, const struct pyshm_queue *q, uint64_t va
     if (!ref || block_of(rp, ref, value, &pool, &index) < 0)
         return 1;
     enum pyshm_block_kind to = ref->pool ? PYSHM_BLOCK_FREE : PYSHM_BLOCK_IN_RING;
-    uint64_t state = atomic_load_explicit(&pool->states[index], memory_order_acquire);
+    uint64_t state = atomic_load_explicit(&pool->words[index].state, memory_order_acquire);
     if (pyshm_block_kind_of(state) == PYSHM_BLOCK_HELD &&
-        pyshm_block_transition(&pool->states[index], PYSHM_BLOCK_HELD, pyshm_block_gen_of(state), to) == 0)
+        pyshm_block_transition(&pool->words[index].state, PYSHM_BLOCK_HELD, pyshm_block_gen_of(state), to) == 0)
         state = pyshm_block_state(pyshm_block_gen_of(state) + 1, to);
     if (pyshm_block_kind_of(state) != to)
         return 1;
@@ -276,7 +276,7 @@ static void take_position(void *ctx, const struct pyshm_queue *q, uint64_t value
     if (!ref || block_of(rp, ref, value, &pool, &index) < 0)
         return;
     enum pyshm_block_kind from = ref->pool ? PYSHM_BLOCK_FREE : PYSHM_BLOCK_IN_RING;
-    uint64_t state = atomic_load_explicit(&pool->states[index], memory_order_acquire);
+    uint64_t state = atomic_load_explicit(&pool->words[index].state, memory_order_acquire);
     if (pyshm_block_kind_of(state) != from)
         return; /* taken already (then it is in the held list), or garbage */
     pyshm_member_held_add(&d->actor, 1);

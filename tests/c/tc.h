@@ -139,11 +139,11 @@ int tc_ring(struct pyshm_space *s, uint64_t capacity, uint32_t flags, const char
 static inline uint8_t *tc_bytes(const struct pyshm_block *b) { return b->pool->data + b->index * b->pool->stride; }
 static inline uint64_t tc_state(const struct pyshm_pool *p, uint64_t index)
 {
-    return atomic_load_explicit(&p->states[index], memory_order_relaxed);
+    return atomic_load_explicit(&p->words[index].state, memory_order_relaxed);
 }
 static inline uint64_t tc_holder(const struct pyshm_pool *p, uint64_t index)
 {
-    return atomic_load_explicit(&p->holders[index], memory_order_relaxed);
+    return atomic_load_explicit(&p->words[index].holder, memory_order_relaxed);
 }
 /* Get exactly one block (failure recorded otherwise): 0 or -1. */
 int tc_get1(const struct pyshm_pool *p, struct pyshm_member *m, struct pyshm_block *b);

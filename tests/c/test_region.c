@@ -22,8 +22,8 @@
 static int same_pool(const struct pyshm_pool *a, const struct pyshm_pool *b)
 {
     return a->offset == b->offset && a->count == b->count && a->elt_size == b->elt_size && a->stride == b->stride &&
-           a->flags == b->flags && a->data_offset == b->data_offset && a->data == b->data && a->states == b->states &&
-           a->holders == b->holders && a->free_queue.shared == b->free_queue.shared &&
+           a->flags == b->flags && a->data_offset == b->data_offset && a->data == b->data && a->words == b->words &&
+           a->free_queue.shared == b->free_queue.shared &&
            a->free_queue.ring.slots == b->free_queue.ring.slots && a->free_queue.ring.capacity == b->free_queue.ring.capacity &&
            a->free_queue.ring.start_full == 1 && a->free_queue.id == b->free_queue.id;
 }
@@ -51,8 +51,8 @@ static void write_pool_geometry(struct pyshm_pool_shared *sh, uint64_t off, uint
     sh->stride = stride;
     sh->slots_offset = off + PSH;
     sh->states_offset = off + PSH + count * 16;
-    sh->holders_offset = sh->states_offset + count * 8;
-    sh->data_offset = PYSHM_ALIGN_UP(sh->holders_offset + count * 8, 64);
+    sh->holders_offset = sh->states_offset + 8;
+    sh->data_offset = PYSHM_ALIGN_UP(sh->states_offset + count * 16, 64);
 }
 
 static void test_pool_attach(void)
@@ -99,7 +99,7 @@ static void test_pool_attach(void)
     MANGLE_POOL(states_offset, sh->states_offset + 8);
     MANGLE_POOL(states_offset, UINT64_MAX);
     MANGLE_POOL(holders_offset, sh->holders_offset - 8);
-    MANGLE_POOL(holders_offset, sh->states_offset);
+    MANGLE_POOL(holders_offset, sh->holders_offset + 8);
     MANGLE_POOL(data_offset, sh->data_offset + 64);
     MANGLE_POOL(data_offset, sh->data_offset - 64);
     MANGLE_POOL(data_offset, 0);

@@ -180,7 +180,7 @@ static int child_steps(struct pyshm_space *cs, const struct world *w, const stru
             pyshm_queue_stage(qq, pos + (uint64_t)i,
                               pl->kind == FQ_ENQ ? held[i].index : pyshm_pool_block_offset(p, held[i].index));
         for (int i = 0; i < pl->t; i++)
-            if (pyshm_block_transition(&p->states[held[i].index], PYSHM_BLOCK_HELD, held[i].gen, to) != 0)
+            if (pyshm_block_transition(&p->words[held[i].index].state, PYSHM_BLOCK_HELD, held[i].gen, to) != 0)
                 return 8;
         if (pl->t == pl->n)
             pyshm_member_held_add(m, -pl->n);
@@ -303,7 +303,7 @@ static void test_dead_lost_race_to_live(void)
         CHECK_EQ(tc_other_members(&w.s), 1);
         /* The live claimer finishes its enqueue. */
         pyshm_queue_stage(&w.ring.queue, pos, pyshm_pool_block_offset(w.pool, b.index));
-        CHECK_EQ(pyshm_block_transition(&w.pool->states[b.index], PYSHM_BLOCK_HELD, b.gen, PYSHM_BLOCK_IN_RING), 0);
+        CHECK_EQ(pyshm_block_transition(&w.pool->words[b.index].state, PYSHM_BLOCK_HELD, b.gen, PYSHM_BLOCK_IN_RING), 0);
         pyshm_member_held_add(m, -1);
         pyshm_queue_publish(&w.ring.queue, pos);
         pyshm_queue_finish(&w.ring.queue, m, PYSHM_RING_ENQ);

@@ -490,14 +490,14 @@ HARNESS static void model_check(void)
         struct pyshm_pool h;
         EXPECT_EQ(pyshm_pool_attach(&s1->region, mp->offset, &h), 0);
         for (uint64_t i = 0; i < mp->count; i++) {
-            uint64_t st = atomic_load_explicit(&h.states[i], memory_order_relaxed);
+            uint64_t st = atomic_load_explicit(&h.words[i].state, memory_order_relaxed);
             if (st != pyshm_block_state(mp->gen[i], (enum pyshm_block_kind)mp->kind[i]))
                 FAIL("pool @%" PRIu64 " block %" PRIu64 ": state %#" PRIx64 ", the model's is kind %d gen %" PRIu64,
                      mp->offset, i, st, mp->kind[i], mp->gen[i]);
             if (mp->kind[i] == PYSHM_BLOCK_HELD &&
-                atomic_load_explicit(&h.holders[i], memory_order_relaxed) != mp->holder[i])
+                atomic_load_explicit(&h.words[i].holder, memory_order_relaxed) != mp->holder[i])
                 FAIL("pool @%" PRIu64 " block %" PRIu64 ": holder %#" PRIx64 ", the model's is %#" PRIx64, mp->offset, i,
-                     atomic_load_explicit(&h.holders[i], memory_order_relaxed), mp->holder[i]);
+                     atomic_load_explicit(&h.words[i].holder, memory_order_relaxed), mp->holder[i]);
         }
         check_mqueue(&h.free_queue, &mp->q);
     }
@@ -681,9 +681,8 @@ HARNESS static void check_pool_in_region(const struct pyshm_region *r, const str
     ASSERT(p->data == r->base + p->data_offset);
     const uint8_t *lo = r->base + p->offset + sizeof(struct pyshm_pool_shared);
     ASSERT((const uint8_t *)p->free_queue.ring.slots >= lo);
-    ASSERT((const uint8_t *)(p->free_queue.ring.slots + p->count) <= (const uint8_t *)p->states);
-    ASSERT((const uint8_t *)(p->states + p->count) <= (const uint8_t *)p->holders);
-    ASSERT((const uint8_t *)(p->holders + p->count) <= p->data);
+    ASSERT((const uint8_t *)(p->free_queue.ring.slots + p->count) <= (const uint8_t *)p->words);
+    ASSERT((const uint8_t *)(p->words + p->count) <= p->data);
     ASSERT((const uint8_t *)p->free_queue.shared == r->base + p->offset + offsetof(struct pyshm_pool_shared, free_queue));
     ASSERT(p->free_queue.ring.capacity == p->count && p->free_queue.ring.start_full);
 }
@@ -1307,8 +1306,8 @@ static uint64_t known_offset(struct reader *rd)
             return PYSHM_OBJECTS_OFFSET;
         /* relative to the pool's data, whichever mapping its pointers are in */
         return p->data_offset - (uint64_t)(p->data - (i % 3 == 0   ? (const uint8_t *)p->free_queue.ring.slots
-                                                      : i % 3 == 1 ? (const uint8_t *)p->states
-                                                                   : (const uint8_t *)p->holders));
+                                                      : i % 3 == 1 ? (const uint8_t *)&p->words[0].state
+                                                                   : (const uint8_t *)&p->words[0].holder));
     case 5:
         return atomic_load_explicit(&((struct pyshm_region_header *)b)->carve_end, memory_order_relaxed);
     case 6: /* a member entry */
@@ -1649,7 +1648,7 @@ static uint64_t pick_blocks(uint64_t n, uint8_t start, uint8_t variant, int same
         if (same_pool && k && held[i].b.pool->offset != b[0].pool->offset)
             continue;
         /* The actor's own blocks, unless the variant asks for anyone's. */
-        if (!(variant & 0x40) && atomic_load_explicit(&held[i].b.pool->holders[held[i].b.index], memory_order_relaxed) != holder)
+        if (!(variant & 0x40) && atomic_load_explicit(&held[i].b.pool->words[held[i].b.index].holder, memory_order_relaxed) != holder)
             continue;
         int seen = 0;
         for (uint64_t x = 0; x < k; x++)
@@ -2348,7 +2347,7 @@ static void ghost_give_steps(int g, struct pyshm_member *m, const struct pyshm_q
         }
     }
     for (uint64_t i = 0; i < moved; i++) {
-        int trc = pyshm_block_transition(&b[i].pool->states[b[i].index], PYSHM_BLOCK_HELD, b[i].gen, to);
+        int trc = pyshm_block_transition(&b[i].pool->words[b[i].index].state, PYSHM_BLOCK_HELD, b[i].gen, to);
         if (!corrupt) {
             EXPECT_EQ(trc, 0);
             struct mpool *mp = mpool_at(b[i].pool->offset);
@@ -2717,9 +2716,9 @@ static void op_w_state(struct reader *rd)
     if (!p)
         return;
     if (k & 1)
-        write_field(rd, (void *)&p->holders[i % p->count], 8, "block.holder");
+        write_field(rd, (void *)&p->words[i % p->count].holder, 8, "block.holder");
     else
-        write_field(rd, (void *)&p->states[i % p->count], 8, "block.state");
+        write_field(rd, (void *)&p->words[i % p->count].state, 8, "block.state");
 }
 
 static void op_w_raw(struct reader *rd)
@@ -2805,7 +2804,7 @@ static void op_w_forge_pool(struct reader *rd)
         return;
     uint64_t stride = elt < PYSHM_CACHE_LINE ? PYSHM_ALIGN_UP(elt, 8) : PYSHM_ALIGN_UP(elt, PYSHM_CACHE_LINE);
     uint64_t slots = sizeof(struct pyshm_pool_shared), states = slots + count * sizeof(struct pyshm_ring_slot);
-    uint64_t holders = states + count * 8, data = PYSHM_ALIGN_UP(holders + count * 8, PYSHM_CACHE_LINE);
+    uint64_t holders = states + 8, data = PYSHM_ALIGN_UP(states + count * 16, PYSHM_CACHE_LINE);
     uint64_t size = PYSHM_ALIGN_UP(data + count * stride, PYSHM_CACHE_LINE);
     trace_op("  forge pool @%" PRIu64 ": count %" PRIu64 " elt %" PRIu64 " size %" PRIu64 " opts %#x", at, count, elt,
              size, opts);
@@ -2858,7 +2857,7 @@ HARNESS static void after_op(void)
     for (int i = n_held - 1; i >= 0; i--) {
         const struct pyshm_block *b = &held[i].b;
         if (b->index >= b->pool->count ||
-            atomic_load_explicit(&b->pool->states[b->index], memory_order_relaxed) !=
+            atomic_load_explicit(&b->pool->words[b->index].state, memory_order_relaxed) !=
                 pyshm_block_state(b->gen, PYSHM_BLOCK_HELD))
             held[i] = held[--n_held];
     }

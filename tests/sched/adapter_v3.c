@@ -536,13 +536,10 @@ const char *sim_describe_address(const volatile void *addr)
     }
     for (int q = 0; q < W.shape.pools; q++) {
         const struct pyshm_pool *pl = W.pool[q];
-        uintptr_t st = (uintptr_t)pl->states, ho = (uintptr_t)pl->holders;
-        if (p >= st && p < st + pl->count * 8) {
-            snprintf(buf, sizeof buf, "block %d state", q * W.shape.blocks + (int)((p - st) / 8));
-            return buf;
-        }
-        if (p >= ho && p < ho + pl->count * 8) {
-            snprintf(buf, sizeof buf, "block %d holder", q * W.shape.blocks + (int)((p - ho) / 8));
+        uintptr_t w = (uintptr_t)pl->words;
+        if (p >= w && p < w + pl->count * sizeof(struct pyshm_block_words)) {
+            snprintf(buf, sizeof buf, "block %d %s", q * W.shape.blocks + (int)((p - w) / 16),
+                     (p - w) % 16 ? "holder" : "state");
             return buf;
         }
     }
@@ -572,17 +569,17 @@ int sim_inspect_block(int id, struct sim_block_info *out)
         return -1;
     const struct pyshm_pool *p = W.pool[pool_of_id(id)];
     uint64_t i = index_of_id(id);
-    uint64_t state = __atomic_load_n(&p->states[i], __ATOMIC_RELAXED);
+    uint64_t state = __atomic_load_n(&p->words[i].state, __ATOMIC_RELAXED);
     out->kind = (int)pyshm_block_kind_of(state);
     out->gen = pyshm_block_gen_of(state);
-    out->holder = identity_of(__atomic_load_n(&p->holders[i], __ATOMIC_RELAXED));
+    out->holder = identity_of(__atomic_load_n(&p->words[i].holder, __ATOMIC_RELAXED));
     return 0;
 }
 
 int sim_token_matches(int id, uint64_t token)
 {
     const struct pyshm_pool *p = W.pool[pool_of_id(id)];
-    return __atomic_load_n(&p->states[index_of_id(id)], __ATOMIC_RELAXED) == pyshm_block_state(token, PYSHM_BLOCK_HELD);
+    return __atomic_load_n(&p->words[index_of_id(id)].state, __ATOMIC_RELAXED) == pyshm_block_state(token, PYSHM_BLOCK_HELD);
 }
 
 int sim_queue_count(void) { return W.shape.pools + W.shape.rings; }
