@@ -1,6 +1,7 @@
 """Which of its three states a W1 run settles in (docs/benchmarks.rst, "Reading W1").
 
     python bench/tools/w1_regimes.py [--runs 3] [--messages 2000000] [--producer-extra K]
+                                     [--consumer-extra K]
 
 W1's loop across two forked processes, as bench/systems/pyshm_sys.py runs it (spinning
 variant, same pool, ring and flags), counting how often each side found nothing to do:
@@ -10,7 +11,9 @@ the same cache lines); few mean it stayed spread out.
 
 --producer-extra K adds K struct.pack_into calls (into the block, after the sequence
 number) to every message the producer sends, about 50 ns for the first and more for
-each further one (they run in a loop): a slower producer, to see where it settles. One line per run: messages per second, the
+each further one (they run in a loop): a slower producer, to see where it settles.
+--consumer-extra K likewise adds K struct.unpack_from calls to every message the
+consumer takes. One line per run: messages per second, the
 producer's misses, the consumer's misses.
 
 pyshm is found as in w1_loop.py; which one goes to standard error.
@@ -74,22 +77,38 @@ def producer(pool, ring, total, extra, out_w):
     os.write(out_w, f"{t0!r} {misses}\n".encode())
 
 
-def consumer(pool, ring, total, out_w):
+def consumer(pool, ring, total, extra, out_w):
     deq, put, unpack = ring.dequeue, pool.put, SEQ.unpack_from
     misses = 0
-    for expected in range(total):
-        try:
-            v = deq()
-        except pyshm.EmptyError:
-            misses += 1
-            v = spin(deq, pyshm.EmptyError)
-        if unpack(v, 0)[0] != expected:
-            raise SystemExit(f"message {expected}: got {unpack(v, 0)[0]}")
-        put(v)
+    more = extra - 1
+    if extra == 0:  # W1's consumer loop, with a miss counter
+        for expected in range(total):
+            try:
+                v = deq()
+            except pyshm.EmptyError:
+                misses += 1
+                v = spin(deq, pyshm.EmptyError)
+            if unpack(v, 0)[0] != expected:
+                raise SystemExit(f"message {expected}: got {unpack(v, 0)[0]}")
+            put(v)
+    else:
+        for expected in range(total):
+            try:
+                v = deq()
+            except pyshm.EmptyError:
+                misses += 1
+                v = spin(deq, pyshm.EmptyError)
+            if unpack(v, 0)[0] != expected:
+                raise SystemExit(f"message {expected}: got {unpack(v, 0)[0]}")
+            unpack(v, 8)
+            if more:
+                for k in range(more):
+                    unpack(v, 16)
+            put(v)
     os.write(out_w, f"{time.perf_counter()!r} {misses}\n".encode())
 
 
-def one_run(messages: int, extra: int) -> str:
+def one_run(messages: int, producer_extra: int, consumer_extra: int) -> str:
     shm = pyshm.ShareMem(1 << 20)
     pool = pyshm.Mempool(1024, 64, pyshm.MEMPOOL_F_SC_GET | pyshm.MEMPOOL_F_SP_PUT, shm)
     ring = pyshm.Ring(1024, pyshm.RING_F_SP_ENQ | pyshm.RING_F_SC_DEQ, shm)
@@ -102,7 +121,7 @@ def one_run(messages: int, extra: int) -> str:
             code = 1
             try:
                 os.close(r)
-                side(pool, ring, total, extra, w) if side is producer else side(pool, ring, total, w)
+                side(pool, ring, total, producer_extra if side is producer else consumer_extra, w)
                 code = 0
             finally:
                 os._exit(code)
@@ -127,10 +146,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--messages", type=int, default=2_000_000)
     ap.add_argument("--producer-extra", type=int, default=0, metavar="K")
+    ap.add_argument("--consumer-extra", type=int, default=0, metavar="K")
     a = ap.parse_args()
     print(f"pyshm {getattr(pyshm, '__version__', '?')} from {os.path.dirname(pyshm.__file__)}", file=sys.stderr)
     for _ in range(a.runs):
-        print(one_run(a.messages, a.producer_extra), flush=True)
+        print(one_run(a.messages, a.producer_extra, a.consumer_extra), flush=True)
 
 
 if __name__ == "__main__":
