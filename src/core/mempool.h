@@ -8,8 +8,8 @@
  *
  *   struct pyshm_pool_shared     object header, geometry, free-queue counters
  *   free-queue slots             count x struct pyshm_ring_slot (a queue.h FIFO of indices)
- *   block states                 count x 64-bit state word
- *   block holders                count x 64-bit holder word (member.h)
+ *   block words                  count x struct pyshm_block_words: the block's 64-bit
+ *                                state word and its holder word (member.h), side by side
  *   block data                   count x stride bytes, 64-byte aligned
  *
  * Zero-filled, all of this is a full pool: the free queue starts full (ring.h,
