@@ -288,6 +288,77 @@ def test_blocked_call_woken_by_another_process(starved):
     starved.finish(extra_sent_elsewhere=starved.op.startswith("enqueue"))
 
 
+# --- a get() that finds the pool empty gathers -------------------------------------------
+#
+# A waiting get() on a pool of 32 blocks or more waits for a sixteenth of the pool (at most
+# 64) to come back, or 50 us, before it takes one (docs/reference.rst, Mempool.get). It
+# must never wait for blocks that do not come back: these calls get the one that does.
+
+
+@pytest.mark.parametrize("kw", [{}, {"timeout": 60.0}], ids=["no-timeout", "timeout"])
+@pytest.mark.parametrize("many", [False, True], ids=["get", "get_many"])
+@pytest.mark.parametrize("asleep", [True, False], ids=["asleep", "spinning"])
+def test_gathering_get_takes_the_one_block_that_comes_back(region, kw, many, asleep):
+    pool = Mempool(256, 64, shm=region)  # gathers 16
+    held = [pool.get() for _ in range(pool.count)]
+    notice = h.Notice()
+
+    def child():
+        notice.send()
+        views = pool.get_many(8, block=True, **kw) if many else [pool.get(block=True, **kw)]
+        assert len(views) == 1, len(views)
+        h.fill(views[0], 7, 0)
+        pool.put(views[0])
+
+    pid = h.fork_child(child)
+    try:
+        notice.recv(pid=pid)
+        if asleep:
+            h.wait_for_sleepers(pool, "not_empty", pids=[pid])
+        pool.put(held.pop())
+    finally:
+        h.assert_exit(pid, 0)
+        notice.close()
+    assert pool.free_count == 1
+    buf = pool.get()
+    h.check(buf, 7, 0)
+    pool.put(buf)
+    for buf in held:
+        pool.put(buf)
+    assert pool.free_count == pool.count
+
+
+def test_gathering_get_takes_blocks_coming_back_one_by_one(region):
+    """Blocks come back one at a time with pauses between them: every waiting get() in the
+    child ends with one, the child gets all of them, in the order they were put."""
+    pool = Mempool(64, 64, shm=region)  # gathers 4
+    held = [pool.get() for _ in range(pool.count)]
+    for i, buf in enumerate(held[:8]):
+        h.fill(buf, 9, i)
+    notice = h.Notice()
+
+    def child():
+        notice.send()
+        got = [pool.get(block=True, timeout=60.0) for _ in range(8)]
+        for i, buf in enumerate(got):
+            h.check(buf, 9, i)
+        for buf in got:
+            pool.put(buf)
+
+    pid = h.fork_child(child)
+    try:
+        notice.recv(pid=pid)
+        for buf in held[:8]:
+            h.wait_for_sleepers(pool, "not_empty", pids=[pid])
+            pool.put(buf)
+    finally:
+        h.assert_exit(pid, 0)
+        notice.close()
+    for buf in held[8:]:
+        pool.put(buf)
+    assert pool.free_count == pool.count
+
+
 def test_consumer_and_producer_in_two_children_wake_each_other(region):
     """A ring of one entry and a pool of one block: every step of either side waits for
     the other process, both with no timeout."""

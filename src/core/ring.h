@@ -345,6 +345,16 @@ static inline void pyshm_ring_drained(const struct pyshm_ring *r, uint64_t pos)
                      memory_order_release);
 }
 
+/* Whether the k-th position from the head of `side` (k >= 1) is ready for that side, as
+ * seen now: one relaxed load of the counter and one of a slot, nothing written. For a
+ * waiter that would rather wait for several than take each the moment it appears; only
+ * a hint (a claim decides). */
+static inline int pyshm_ring_ready_at(const struct pyshm_ring *r, enum pyshm_ring_side side, uint64_t k)
+{
+    uint64_t pos = pyshm_ring_head(r, side, memory_order_relaxed) + k - 1;
+    return pyshm_ring_distance(r, pos, pyshm_ring_ready_phase(side)) >= 0;
+}
+
 /* Entries in the ring, as seen at one instant by this process: in [0, capacity]. */
 static inline uint64_t pyshm_ring_count(const struct pyshm_ring *r)
 {

@@ -182,16 +182,22 @@ int pyshm_parse_waiting_slow(pyshm_state *st, PyObject *const *args, Py_ssize_t 
                              const char *fname, char **kwlist, Py_ssize_t npos, Py_ssize_t required,
                              PyObject **pos, struct pyshm_wait_options *opts);
 /* f(pos..., *, block=..., timeout=...) with positional names in kwlist (then "block",
- * "timeout"), `required` of them required (npos <= 2). The common call, positionals only,
- * is parsed right here; anything else the general way. */
+ * "timeout"), `required` of them required (npos <= 2). The common calls, positionals
+ * only or with block=True / block=False alone, are parsed right here; anything else the
+ * general way. */
 static inline int pyshm_parse_waiting(pyshm_state *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                                       const char *fname, char **kwlist, Py_ssize_t npos, Py_ssize_t required,
                                       PyObject **pos, struct pyshm_wait_options *opts)
 {
-    if (!kwnames && nargs >= required && nargs <= npos) {
+    if (nargs >= required && nargs <= npos) {
+        int block = 0;
+        /* The compiler interns keyword names, as the module does str_block. */
+        if (kwnames && !(PyTuple_GET_SIZE(kwnames) == 1 && PyTuple_GET_ITEM(kwnames, 0) == st->str_block &&
+                         ((block = args[nargs] == Py_True) || args[nargs] == Py_False)))
+            return pyshm_parse_waiting_slow(st, args, nargs, kwnames, fname, kwlist, npos, required, pos, opts);
         for (Py_ssize_t i = 0; i < npos; i++)
             pos[i] = i < nargs ? args[i] : NULL;
-        opts->block = 0;
+        opts->block = block;
         opts->deadline_ns = UINT64_MAX;
         return 0;
     }

@@ -99,24 +99,29 @@ static PyObject *enqueue_blocks(RingObject *self, BlockObject **blocks, const st
     struct pyshm_member *m = pyshm_shm_member(base->shm, what);
     if (!m)
         return NULL;
-    /* While the call sleeps without the GIL, another thread could release a view or drop
-     * the last reference to it: hold an export of each view until the wait is over. */
     Py_buffer pinned_one, *pinned = NULL;
     Py_ssize_t pinned_count = 0;
     PyObject *result = NULL;
-    if (opts->block) {
+    /* The first try needs no pins: until the call waits, nothing else runs in this
+     * process (the views were checked when the call began). */
+    struct enqueue_attempt a = {&self->ring, m, core, (uint64_t)n, NULL, what};
+    int64_t rc = try_enqueue(&a);
+    if (rc == -PYSHM_EFULL && opts->block) {
+        /* While the call sleeps without the GIL, another thread could release a view or
+         * drop the last reference to it: hold an export of each view until the wait is
+         * over. */
         pinned = n == 1 ? &pinned_one : PyMem_Malloc((size_t)n * sizeof(*pinned));
         if (!pinned)
             return PyErr_NoMemory();
         for (; pinned_count < n; pinned_count++)
             if (PyObject_GetBuffer(blocks[pinned_count]->view, &pinned[pinned_count], PyBUF_SIMPLE) < 0)
                 goto done;
+        a.pinned = blocks;
+        rc = pyshm_wait_until(base->shm, base, &self->ring.queue.shared->not_full, &self->enqueue_spin_ns,
+                              -PYSHM_EFULL, try_enqueue, &a, opts);
+        for (; pinned_count > 0; pinned_count--)
+            PyBuffer_Release(&pinned[pinned_count - 1]);
     }
-    struct enqueue_attempt a = {&self->ring, m, core, (uint64_t)n, opts->block ? blocks : NULL, what};
-    int64_t rc = pyshm_wait_until(base->shm, base, &self->ring.queue.shared->not_full, &self->enqueue_spin_ns,
-                                  -PYSHM_EFULL, try_enqueue, &a, opts);
-    for (; pinned_count > 0; pinned_count--)
-        PyBuffer_Release(&pinned[pinned_count - 1]);
     if (rc < 0)
         ring_raise(self, rc, what);
     else if (pyshm_blocks_given(base->state, blocks, n) == 0)

@@ -456,6 +456,57 @@ static void test_bursts(void)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* a look ahead                                                                          */
+
+/* pyshm_ring_ready_at(side, k): whether the k-th position from that side's head is ready,
+ * against the count, for an empty-start and a full-start ring, across the 2^64 wrap, with
+ * a staged (not yet published) slot in the way, and without writing anything. */
+static void test_ready_at(void)
+{
+    for (int full = 0; full < 2; full++) {
+        struct pyshm_ring r;
+        REQUIRE(tc_raw_ring_alloc(&r, 8, full) == 0);
+        for (int wrap = 0; wrap < 2; wrap++) {
+            if (wrap)
+                tc_ring_place(&r, UINT64_MAX - 3, UINT64_MAX - 3, NULL);
+            uint64_t v;
+            while (tc_deq(&r, &v) == 0)
+                ;
+            for (uint64_t n = 0; n <= 8; n++) {
+                for (uint64_t k = 1; k <= 8; k++) {
+                    CHECK_EQ(pyshm_ring_ready_at(&r, PYSHM_RING_DEQ, k), k <= n);
+                    CHECK_EQ(pyshm_ring_ready_at(&r, PYSHM_RING_ENQ, k), k <= 8 - n);
+                }
+                if (n < 8)
+                    CHECK_EQ(tc_enq(&r, 100 + n), 0);
+            }
+            /* Looking changes nothing: the values come out in order. */
+            for (uint64_t n = 0; n < 8; n++) {
+                CHECK_EQ(tc_deq(&r, &v), 0);
+                CHECK_EQ(v, 100 + n);
+            }
+            /* A claimed and staged position is not ready for consumers; a look at a later
+             * one sees that one alone (a claim would stop at the first). */
+            uint64_t pos = 0;
+            CHECK_EQ(tc_enq(&r, 1), 0);
+            CHECK_EQ(pyshm_ring_claim(&r, PYSHM_RING_ENQ, 1, 1, &pos, NULL, NULL), 1);
+            pyshm_ring_stage(&r, pos, 2);
+            CHECK_EQ(tc_enq(&r, 3), 0);
+            CHECK_EQ(pyshm_ring_ready_at(&r, PYSHM_RING_DEQ, 1), 1);
+            CHECK_EQ(pyshm_ring_ready_at(&r, PYSHM_RING_DEQ, 2), 0);
+            CHECK_EQ(pyshm_ring_ready_at(&r, PYSHM_RING_DEQ, 3), 1);
+            pyshm_ring_publish(&r, pos);
+            CHECK_EQ(pyshm_ring_ready_at(&r, PYSHM_RING_DEQ, 2), 1);
+            for (uint64_t want = 1; want <= 3; want++) {
+                CHECK_EQ(tc_deq(&r, &v), 0);
+                CHECK_EQ(v, want);
+            }
+        }
+        tc_raw_ring_free(&r);
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* garbage                                                                               */
 
 /* A sequence word no correct process writes: far ahead makes a claim give up
@@ -520,6 +571,7 @@ const struct tc_test tc_ring_tests[] = {
     {"ring_counter_wrap_2^64", test_counter_wrap, 0, NULL},
     {"ring_capacity_1_flips", test_capacity_1, 0, NULL},
     {"ring_bursts", test_bursts, 0, NULL},
+    {"ring_ready_at_looks_ahead", test_ready_at, 0, NULL},
     {"ring_garbage_seq", test_garbage_seq, 0, NULL},
 };
 const size_t tc_ring_test_count = TC_COUNT(tc_ring_tests);
