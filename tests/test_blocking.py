@@ -288,11 +288,12 @@ def test_blocked_call_woken_by_another_process(starved):
     starved.finish(extra_sent_elsewhere=starved.op.startswith("enqueue"))
 
 
-# --- a get() that finds the pool empty gathers -------------------------------------------
+# --- a get() or enqueue() that waits gathers -------------------------------------------
 #
 # A waiting get() on a pool of 32 blocks or more waits for a sixteenth of the pool (at most
-# 64) to come back, or 50 us, before it takes one (docs/reference.rst, Mempool.get). It
-# must never wait for blocks that do not come back: these calls get the one that does.
+# 64) to come back, or 50 us, before it takes one; a waiting enqueue() likewise for room in
+# the ring (docs/reference.rst, Waiting). It must never wait for what does not come back:
+# these calls get the one block, or the one slot, that does.
 
 
 @pytest.mark.parametrize("kw", [{}, {"timeout": 60.0}], ids=["no-timeout", "timeout"])
@@ -326,6 +327,48 @@ def test_gathering_get_takes_the_one_block_that_comes_back(region, kw, many, asl
     for buf in held:
         pool.put(buf)
     assert pool.free_count == pool.count
+
+
+@pytest.mark.parametrize("kw", [{}, {"timeout": 60.0}], ids=["no-timeout", "timeout"])
+@pytest.mark.parametrize("many", [False, True], ids=["enqueue", "enqueue_many"])
+@pytest.mark.parametrize("asleep", [True, False], ids=["asleep", "spinning"])
+def test_gathering_enqueue_takes_the_one_slot_that_frees(region, kw, many, asleep):
+    pool = Mempool(128, 64, shm=region)
+    ring = Ring(64, shm=region)  # gathers 4
+    for i in range(ring.count):
+        buf = pool.get()
+        h.fill(buf, 1, i)
+        ring.enqueue(buf)
+    notice = h.Notice()
+
+    def child():
+        buf = pool.get()
+        h.fill(buf, 2, 0)
+        notice.send()
+        if many:
+            ring.enqueue_many([buf], block=True, **kw)
+        else:
+            ring.enqueue(buf, block=True, **kw)
+
+    pid = h.fork_child(child)
+    try:
+        notice.recv(pid=pid)
+        if asleep:
+            h.wait_for_sleepers(ring, "not_full", pids=[pid])
+        buf = ring.dequeue()
+        h.check(buf, 1, 0)
+        pool.put(buf)
+    finally:
+        h.assert_exit(pid, 0)
+        notice.close()
+    for i in range(1, ring.count):
+        buf = ring.dequeue()
+        h.check(buf, 1, i)
+        pool.put(buf)
+    buf = ring.dequeue()
+    h.check(buf, 2, 0)
+    pool.put(buf)
+    assert len(ring) == 0 and pool.free_count == pool.count
 
 
 def test_gathering_get_takes_blocks_coming_back_one_by_one(region):

@@ -169,13 +169,6 @@ static inline uint64_t pyshm_pool_block_offset(const struct pyshm_pool *p, uint6
 /* Blocks waiting in the free queue, as seen at one instant. */
 static inline uint64_t pyshm_pool_free_count(const struct pyshm_pool *p) { return pyshm_queue_count(&p->free_queue); }
 
-/* Whether at least k blocks (1 <= k <= count) are free, as seen now, by looking at
- * the k-th position of the free queue only: nothing written, no other line touched. */
-static inline int pyshm_pool_has_free(const struct pyshm_pool *p, uint64_t k)
-{
-    return pyshm_ring_ready_at(&p->free_queue.ring, PYSHM_RING_DEQ, k);
-}
-
 /* Take 1 to max of the oldest free blocks for m: the number taken (blocks[] filled),
  * -PYSHM_EEMPTY, or -PYSHM_ECORRUPT. */
 int64_t pyshm_pool_get(const struct pyshm_pool *p, struct pyshm_member *m, struct pyshm_block *blocks, uint64_t max);

@@ -76,47 +76,22 @@ static PyObject *mempool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return pyshm_carved_open(type, shm, offset);
 }
 
-/*
- * Backpressure. A get() that may wait and finds the pool empty does not take the first
- * block that comes back: it waits until a few are free (a sixteenth of the pool, at most
- * GATHER_MAX; pools under 32 blocks never gather), or GATHER_NS have passed, and then
- * takes as usual. Taking each block the moment it comes back keeps the producer on the
- * very cache lines its consumers are writing (the free queue's slot, the block's words,
- * the ring's slot it fills next), and the two processes then pay a transfer between
- * cores for each of them on every message. Gathering leaves a gap between them instead:
- * W1's blocking variant (docs/benchmarks.rst) ran at 2.4-2.5 M msg/s taking each block at
- * once, 4.0-4.2 gathering. Only a call that may wait at least 2 x GATHER_NS more
- * gathers, so a short timeout still gets the first block to come back.
- */
-#define GATHER_MAX 64u
-#define GATHER_NS UINT64_C(50000)
-
 struct get_attempt {
     const struct pyshm_pool *pool;
     struct pyshm_member *member;
     struct pyshm_block *blocks;
     uint64_t max;
-    uint64_t gather;       /* blocks to wait for once the pool was found empty; 0: none */
-    uint64_t deadline_ns;  /* of the call */
-    uint64_t gather_until; /* while non-zero: gathering, until then */
-    int gathered;          /* the pool was found empty once already in this call */
+    struct pyshm_gather gather; /* waiting.c: a waiting get() gathers blocks */
 };
 
 static int64_t try_get(void *ctx)
 {
     struct get_attempt *a = ctx;
-    if (a->gather_until) {
-        if (!pyshm_pool_has_free(a->pool, a->gather) && pyshm_now_ns() < a->gather_until)
-            return -PYSHM_EEMPTY;
-        a->gather_until = 0;
-    }
+    if (pyshm_gather_skip(&a->gather))
+        return -PYSHM_EEMPTY;
     int64_t rc = pyshm_pool_get(a->pool, a->member, a->blocks, a->max);
-    if (rc == -PYSHM_EEMPTY && a->gather && !a->gathered) {
-        uint64_t now = pyshm_now_ns();
-        if (a->deadline_ns > now && a->deadline_ns - now > 2 * GATHER_NS)
-            a->gather_until = now + GATHER_NS;
-        a->gathered = 1; /* once a call */
-    }
+    if (rc == -PYSHM_EEMPTY)
+        pyshm_gather_missed(&a->gather);
     return rc;
 }
 
@@ -135,8 +110,8 @@ static PyObject *get_blocks(MempoolObject *self, uint64_t max, const struct pysh
     struct pyshm_block one, *blocks = max == 1 ? &one : PyMem_Malloc(max * sizeof(*blocks));
     if (!blocks)
         return PyErr_NoMemory();
-    uint64_t gather = self->pool->count / 16 < GATHER_MAX ? self->pool->count / 16 : GATHER_MAX;
-    struct get_attempt a = {self->pool, m, blocks, max, opts->block && gather > 1 ? gather : 0, opts->deadline_ns, 0, 0};
+    struct get_attempt a = {self->pool, m, blocks, max, {0}};
+    pyshm_gather_init(&a.gather, &self->pool->free_queue.ring, PYSHM_RING_DEQ, 1, opts);
     int64_t got = pyshm_wait_until(base->shm, base, &self->pool->free_queue.shared->not_empty, &self->get_spin_ns,
                                    -PYSHM_EEMPTY, try_get, &a, opts);
     PyObject *result = NULL;

@@ -41,6 +41,16 @@ void pyshm_waits_add(ShareMemObject *shm, CarvedObject *handle, int delta)
         handle->waits += delta;
 }
 
+void pyshm_gather_missed(struct pyshm_gather *g)
+{
+    if (!g->k || g->missed)
+        return;
+    g->missed = 1; /* once a call */
+    uint64_t now = pyshm_now_ns();
+    if (g->deadline_ns > now && g->deadline_ns - now > 2 * PYSHM_GATHER_NS)
+        g->until = now + PYSHM_GATHER_NS;
+}
+
 static int64_t closed_meanwhile(CarvedObject *handle)
 {
     PyErr_Format(PyExc_ValueError, "%s was closed (cleanup() in another thread) while this call waited",
@@ -48,13 +58,11 @@ static int64_t closed_meanwhile(CarvedObject *handle)
     return PYSHM_RAISED;
 }
 
-int64_t pyshm_wait_until(ShareMemObject *shm, CarvedObject *handle, struct pyshm_waitpoint *point,
-                         uint32_t *spin_budget, int64_t again, pyshm_attempt_fn attempt, void *ctx,
-                         const struct pyshm_wait_options *opts)
+int64_t pyshm_wait_more(ShareMemObject *shm, CarvedObject *handle, struct pyshm_waitpoint *point,
+                        uint32_t *spin_budget, int64_t again, pyshm_attempt_fn attempt, void *ctx,
+                        const struct pyshm_wait_options *opts)
 {
-    int64_t rc = attempt(ctx);
-    if (rc != again || !opts->block)
-        return rc;
+    int64_t rc = again;
     uint32_t budget = *spin_budget ? *spin_budget : SPIN_MAX_NS; /* 0: never waited yet */
     uint64_t spin_until = pyshm_now_ns() + budget;
     if (spin_until > opts->deadline_ns)
