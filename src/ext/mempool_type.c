@@ -111,9 +111,10 @@ static PyObject *get_blocks(MempoolObject *self, uint64_t max, const struct pysh
     if (!blocks)
         return PyErr_NoMemory();
     struct get_attempt a = {self->pool, m, blocks, max, {0}};
-    pyshm_gather_init(&a.gather, &self->pool->free_queue.ring, PYSHM_RING_DEQ, 1, opts);
+    struct pyshm_wait_options wait = *opts;
+    pyshm_gather_init(&a.gather, &self->pool->free_queue.ring, PYSHM_RING_DEQ, 1, &wait);
     int64_t got = pyshm_wait_until(base->shm, base, &self->pool->free_queue.shared->not_empty, &self->get_spin_ns,
-                                   -PYSHM_EEMPTY, try_get, &a, opts);
+                                   -PYSHM_EEMPTY, try_get, &a, &wait);
     PyObject *result = NULL;
     if (got == -PYSHM_EEMPTY)
         PyErr_Format(base->state->EmptyError, "Mempool is empty: all %llu blocks are in use",
@@ -131,7 +132,7 @@ static PyObject *get_blocks(MempoolObject *self, uint64_t max, const struct pysh
 static PyObject *mempool_get(MempoolObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     static char *kwlist[] = {"block", "timeout", NULL};
-    struct pyshm_wait_options opts = {0, UINT64_MAX};
+    struct pyshm_wait_options opts = {0, UINT64_MAX, NULL};
     if ((nargs || kwnames) &&
         pyshm_parse_waiting(self->base.state, args, nargs, kwnames, "get", kwlist, 0, 0, NULL, &opts) < 0)
         return NULL;

@@ -203,6 +203,7 @@ static int parse_wait(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
             *obj = args[0];
         opts->block = 1;
         opts->deadline_ns = UINT64_MAX;
+        opts->retry_by = NULL;
         return 0;
     }
     PyObject *pos[3] = {NULL, NULL, NULL};
@@ -608,7 +609,7 @@ static PyObject *queue_try_send(QueueBaseObject *self, PyObject *const *args, Py
         PyErr_SetString(PyExc_TypeError, "_try_send(pickle: bytes, buffers: list | None)");
         return NULL;
     }
-    struct pyshm_wait_options opts = {0, UINT64_MAX};
+    struct pyshm_wait_options opts = {0, UINT64_MAX, NULL};
     Py_ssize_t full_at;
     if (send_message(self, args[0], args[1] == Py_None ? NULL : args[1], &opts, &full_at) == 0)
         Py_RETURN_NONE;

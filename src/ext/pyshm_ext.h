@@ -166,6 +166,10 @@ PyObject *pyshm_arg_region_name(PyObject *name);
 struct pyshm_wait_options {
     int block;
     uint64_t deadline_ns; /* UINT64_MAX: no deadline */
+    /* Set by a call whose attempts may decline for a while (gathering): until when, 0 or
+     * past meaning not now. A sleep never outlasts it, so the attempt that no longer
+     * declines comes in time. NULL: none. */
+    const uint64_t *retry_by;
 };
 /* block= and timeout= (either may be NULL), as queue.Queue reads them. */
 int pyshm_arg_wait(PyObject *block, PyObject *timeout, struct pyshm_wait_options *out);
@@ -199,6 +203,7 @@ static inline int pyshm_parse_waiting(pyshm_state *st, PyObject *const *args, Py
             pos[i] = i < nargs ? args[i] : NULL;
         opts->block = block;
         opts->deadline_ns = UINT64_MAX;
+        opts->retry_by = NULL;
         return 0;
     }
     return pyshm_parse_waiting_slow(st, args, nargs, kwnames, fname, kwlist, npos, required, pos, opts);
@@ -252,10 +257,12 @@ struct pyshm_gather {
 };
 /* For a call on `ring`'s side `side` that needs `need` positions: no gathering unless it
  * may wait, the capacity gives a k above `need`, and the deadline is over
- * 2 x PYSHM_GATHER_NS away (pyshm_gather_missed). */
+ * 2 x PYSHM_GATHER_NS away (pyshm_gather_missed). Points opts->retry_by at the end of
+ * the gathering, so that a waiter asleep meanwhile wakes for it. */
 static inline void pyshm_gather_init(struct pyshm_gather *g, const struct pyshm_ring *ring,
-                                     enum pyshm_ring_side side, uint64_t need, const struct pyshm_wait_options *opts)
+                                     enum pyshm_ring_side side, uint64_t need, struct pyshm_wait_options *opts)
 {
+    opts->retry_by = &g->until;
     uint64_t k = 0;
     if (opts->block) {
         k = ring->capacity / 16 < PYSHM_GATHER_MAX ? ring->capacity / 16 : PYSHM_GATHER_MAX;

@@ -124,10 +124,11 @@ static PyObject *enqueue_blocks(RingObject *self, BlockObject **blocks, const st
                 goto done;
         a.pinned = blocks;
         /* The first try found the ring full: gather from the next one on. */
-        pyshm_gather_init(&a.gather, &self->ring.queue.ring, PYSHM_RING_ENQ, (uint64_t)n, opts);
+        struct pyshm_wait_options wait = *opts;
+        pyshm_gather_init(&a.gather, &self->ring.queue.ring, PYSHM_RING_ENQ, (uint64_t)n, &wait);
         pyshm_gather_missed(&a.gather);
         rc = pyshm_wait_more(base->shm, base, &self->ring.queue.shared->not_full, &self->enqueue_spin_ns,
-                             -PYSHM_EFULL, try_enqueue, &a, opts);
+                             -PYSHM_EFULL, try_enqueue, &a, &wait);
         for (; pinned_count > 0; pinned_count--)
             PyBuffer_Release(&pinned[pinned_count - 1]);
     }

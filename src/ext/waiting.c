@@ -95,6 +95,10 @@ int64_t pyshm_wait_more(ShareMemObject *shm, CarvedObject *handle, struct pyshm_
          * queue stuck (repair.h): then waiting would be in vain until someone repairs. */
         if (left > REPAIR_PERIOD_NS)
             left = REPAIR_PERIOD_NS;
+        /* An attempt that declined for now (gathering) tries for real from retry_by on,
+         * and nobody may notify us then. */
+        if (opts->retry_by && *opts->retry_by > now && *opts->retry_by - now < left)
+            left = *opts->retry_by - now;
         Py_BEGIN_ALLOW_THREADS
         pyshm_wait_sleep(point, epoch, left);
         Py_END_ALLOW_THREADS
