@@ -103,7 +103,6 @@ int pyshm_arg_wait(PyObject *block, PyObject *timeout, struct pyshm_wait_options
 {
     out->block = 0;
     out->deadline_ns = UINT64_MAX;
-    out->retry_by = NULL;
     if (block) {
         int truth = PyObject_IsTrue(block);
         if (truth < 0)

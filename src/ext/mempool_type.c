@@ -81,18 +81,12 @@ struct get_attempt {
     struct pyshm_member *member;
     struct pyshm_block *blocks;
     uint64_t max;
-    struct pyshm_gather gather; /* waiting.c: a waiting get() gathers blocks */
 };
 
 static int64_t try_get(void *ctx)
 {
     struct get_attempt *a = ctx;
-    if (pyshm_gather_skip(&a->gather))
-        return -PYSHM_EEMPTY;
-    int64_t rc = pyshm_pool_get(a->pool, a->member, a->blocks, a->max);
-    if (rc == -PYSHM_EEMPTY)
-        pyshm_gather_missed(&a->gather);
-    return rc;
+    return pyshm_pool_get(a->pool, a->member, a->blocks, a->max);
 }
 
 /* get() and get_many(): 1 to max blocks, waiting as opts allow; the views, as a list
@@ -110,11 +104,11 @@ static PyObject *get_blocks(MempoolObject *self, uint64_t max, const struct pysh
     struct pyshm_block one, *blocks = max == 1 ? &one : PyMem_Malloc(max * sizeof(*blocks));
     if (!blocks)
         return PyErr_NoMemory();
-    struct get_attempt a = {self->pool, m, blocks, max, {0}};
-    struct pyshm_wait_options wait = *opts;
-    pyshm_gather_init(&a.gather, &self->pool->free_queue.ring, PYSHM_RING_DEQ, 1, &wait);
+    struct get_attempt a = {self->pool, m, blocks, max};
+    /* A waiting get() gathers blocks (pyshm_ext.h). */
+    struct pyshm_gather gather = {&self->pool->free_queue.ring, PYSHM_RING_DEQ, 1};
     int64_t got = pyshm_wait_until(base->shm, base, &self->pool->free_queue.shared->not_empty, &self->get_spin_ns,
-                                   -PYSHM_EEMPTY, try_get, &a, &wait);
+                                   -PYSHM_EEMPTY, try_get, &a, opts, &gather);
     PyObject *result = NULL;
     if (got == -PYSHM_EEMPTY)
         PyErr_Format(base->state->EmptyError, "Mempool is empty: all %llu blocks are in use",
@@ -132,7 +126,7 @@ static PyObject *get_blocks(MempoolObject *self, uint64_t max, const struct pysh
 static PyObject *mempool_get(MempoolObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     static char *kwlist[] = {"block", "timeout", NULL};
-    struct pyshm_wait_options opts = {0, UINT64_MAX, NULL};
+    struct pyshm_wait_options opts = {0, UINT64_MAX};
     if ((nargs || kwnames) &&
         pyshm_parse_waiting(self->base.state, args, nargs, kwnames, "get", kwlist, 0, 0, NULL, &opts) < 0)
         return NULL;

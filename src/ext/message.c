@@ -203,7 +203,6 @@ static int parse_wait(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
             *obj = args[0];
         opts->block = 1;
         opts->deadline_ns = UINT64_MAX;
-        opts->retry_by = NULL;
         return 0;
     }
     PyObject *pos[3] = {NULL, NULL, NULL};
@@ -267,7 +266,7 @@ static int take_block(QueueBaseObject *self, Py_ssize_t i, struct pyshm_member *
     MempoolObject *pool = pool_at(self, i);
     struct take_attempt a = {pool->pool, &self->ring->ring, m, out};
     int64_t rc = pyshm_wait_until(self->shm, &pool->base, &pool->pool->free_queue.shared->not_empty,
-                                  &pool->get_spin_ns, -PYSHM_EEMPTY, try_take, &a, opts);
+                                  &pool->get_spin_ns, -PYSHM_EEMPTY, try_take, &a, opts, NULL);
     if (rc == 1)
         return 0;
     if (rc == -PYSHM_EEMPTY)
@@ -300,7 +299,7 @@ static int send_block(QueueBaseObject *self, struct pyshm_member *m, const struc
 {
     struct send_attempt a = {&self->ring->ring, m, b};
     int64_t rc = pyshm_wait_until(self->shm, &self->ring->base, &self->ring->ring.queue.shared->not_full,
-                                  &self->ring->enqueue_spin_ns, -PYSHM_EFULL, try_send, &a, opts);
+                                  &self->ring->enqueue_spin_ns, -PYSHM_EFULL, try_send, &a, opts, NULL);
     if (rc >= 0)
         return 0;
     if (rc == -PYSHM_EFULL)
@@ -609,7 +608,7 @@ static PyObject *queue_try_send(QueueBaseObject *self, PyObject *const *args, Py
         PyErr_SetString(PyExc_TypeError, "_try_send(pickle: bytes, buffers: list | None)");
         return NULL;
     }
-    struct pyshm_wait_options opts = {0, UINT64_MAX, NULL};
+    struct pyshm_wait_options opts = {0, UINT64_MAX};
     Py_ssize_t full_at;
     if (send_message(self, args[0], args[1] == Py_None ? NULL : args[1], &opts, &full_at) == 0)
         Py_RETURN_NONE;
@@ -730,7 +729,7 @@ static PyObject *queue_get(QueueBaseObject *self, PyObject *const *args, Py_ssiz
     struct pyshm_block b;
     struct receive_attempt a = {self, m, &b};
     int64_t rc = pyshm_wait_until(self->shm, &self->ring->base, &self->ring->ring.queue.shared->not_empty,
-                                  &self->ring->dequeue_spin_ns, -PYSHM_EEMPTY, try_receive, &a, &opts);
+                                  &self->ring->dequeue_spin_ns, -PYSHM_EEMPTY, try_receive, &a, &opts, NULL);
     if (rc == 1)
         return open_message(self, m, &b);
     if (rc == -PYSHM_EEMPTY)

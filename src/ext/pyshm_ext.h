@@ -166,10 +166,6 @@ PyObject *pyshm_arg_region_name(PyObject *name);
 struct pyshm_wait_options {
     int block;
     uint64_t deadline_ns; /* UINT64_MAX: no deadline */
-    /* Set by a call whose attempts may decline for a while (gathering): until when, 0 or
-     * past meaning not now. A sleep never outlasts it, so the attempt that no longer
-     * declines comes in time. NULL: none. */
-    const uint64_t *retry_by;
 };
 /* block= and timeout= (either may be NULL), as queue.Queue reads them. */
 int pyshm_arg_wait(PyObject *block, PyObject *timeout, struct pyshm_wait_options *out);
@@ -203,7 +199,6 @@ static inline int pyshm_parse_waiting(pyshm_state *st, PyObject *const *args, Py
             pos[i] = i < nargs ? args[i] : NULL;
         opts->block = block;
         opts->deadline_ns = UINT64_MAX;
-        opts->retry_by = NULL;
         return 0;
     }
     return pyshm_parse_waiting_slow(st, args, nargs, kwnames, fname, kwlist, npos, required, pos, opts);
@@ -212,77 +207,45 @@ static inline int pyshm_parse_waiting(pyshm_state *st, PyObject *const *args, Py
 /* waiting.c ----------------------------------------------------------------------------- */
 /* One try of an operation that may have to wait: its core return code. */
 typedef int64_t (*pyshm_attempt_fn)(void *ctx);
+/*
+ * Gathering, for a call that waits for blocks (Mempool.get: the free queue's consumer
+ * side) or for room (Ring.enqueue: the ring's producer side) under backpressure: having
+ * found nothing, the waiter looks at the queue's k-th position (k a sixteenth of the
+ * capacity, at most 64; more than `need`) and tries again only once that one is ready,
+ * or 50 us after it started waiting. Taking each block, or each slot, the moment the
+ * other side frees it keeps both processes on the same cache lines (the slot being
+ * published or released, the block's words, the next slot of the other queue) and each
+ * message then pays for transfers between cores; gathering leaves a gap instead
+ * (docs/design.md, section 3). The look writes nothing.
+ */
+struct pyshm_gather {
+    const struct pyshm_ring *ring;
+    enum pyshm_ring_side side;
+    uint64_t need; /* positions the call needs at once */
+};
 /* Try until attempt() returns something other than `again`, spinning for up to
- * *spin_budget ns (adapted here) then sleeping on `point`, as opts allow. Returns the
- * last code, `again` after the deadline, or PYSHM_RAISED (exception set: a signal
- * handler raised, or `handle` was closed meanwhile). attempt() runs with the GIL held. */
+ * *spin_budget ns (adapted here) then sleeping on `point`, as opts allow, gathering first
+ * if `gather` is not NULL. Returns the last code, `again` after the deadline, or
+ * PYSHM_RAISED (exception set: a signal handler raised, or `handle` was closed
+ * meanwhile). attempt() runs with the GIL held. For a call whose first try found
+ * nothing (wait_until makes that try). */
 int64_t pyshm_wait_more(ShareMemObject *shm, CarvedObject *handle, struct pyshm_waitpoint *point,
                         uint32_t *spin_budget, int64_t again, pyshm_attempt_fn attempt, void *ctx,
-                        const struct pyshm_wait_options *opts);
+                        const struct pyshm_wait_options *opts, const struct pyshm_gather *gather);
 /* The first try here, inlined into the caller with its attempt function: a call that
  * need not wait costs no more than the attempt; pyshm_wait_more does the waiting. */
 static inline int64_t pyshm_wait_until(ShareMemObject *shm, CarvedObject *handle, struct pyshm_waitpoint *point,
                                        uint32_t *spin_budget, int64_t again, pyshm_attempt_fn attempt, void *ctx,
-                                       const struct pyshm_wait_options *opts)
+                                       const struct pyshm_wait_options *opts, const struct pyshm_gather *gather)
 {
     int64_t rc = attempt(ctx);
     if (rc != again || !opts->block)
         return rc;
-    return pyshm_wait_more(shm, handle, point, spin_budget, again, attempt, ctx, opts);
+    return pyshm_wait_more(shm, handle, point, spin_budget, again, attempt, ctx, opts, gather);
 }
 /* Count (delta 1) or uncount (-1) a call that runs without the GIL on `shm` (and on
  * `handle`, if not NULL): cleanup() of the region refuses while one is counted. */
 void pyshm_waits_add(ShareMemObject *shm, CarvedObject *handle, int delta);
-
-/*
- * Gathering, for a call that waits for blocks (Mempool.get: the free queue's consumer
- * side) or for room (Ring.enqueue: the ring's producer side) under backpressure. Once
- * an attempt found nothing, the next attempts look at the queue's k-th position first
- * (k a sixteenth of the capacity, at most PYSHM_GATHER_MAX) and try only when that one is
- * ready, or PYSHM_GATHER_NS after the miss; from then on every attempt tries. Taking each
- * block, or each slot, the moment the other side frees it keeps both processes on the
- * same cache lines (the slot being published or released, the block's words, the next
- * slot of the other queue) and each message then pays for transfers between cores;
- * gathering leaves a gap instead (docs/design.md, section 3). The look writes nothing.
- */
-#define PYSHM_GATHER_MAX 64u
-#define PYSHM_GATHER_NS UINT64_C(50000)
-struct pyshm_gather {
-    const struct pyshm_ring *ring;
-    enum pyshm_ring_side side;
-    uint64_t k;           /* the position to wait for; 0: never gather */
-    uint64_t deadline_ns; /* of the call */
-    uint64_t until;       /* while non-zero: gathering, until then */
-    int missed;           /* an attempt found nothing already */
-};
-/* For a call on `ring`'s side `side` that needs `need` positions: no gathering unless it
- * may wait, the capacity gives a k above `need`, and the deadline is over
- * 2 x PYSHM_GATHER_NS away (pyshm_gather_missed). Points opts->retry_by at the end of
- * the gathering, so that a waiter asleep meanwhile wakes for it. */
-static inline void pyshm_gather_init(struct pyshm_gather *g, const struct pyshm_ring *ring,
-                                     enum pyshm_ring_side side, uint64_t need, struct pyshm_wait_options *opts)
-{
-    opts->retry_by = &g->until;
-    uint64_t k = 0;
-    if (opts->block) {
-        k = ring->capacity / 16 < PYSHM_GATHER_MAX ? ring->capacity / 16 : PYSHM_GATHER_MAX;
-        if (k <= need)
-            k = 0;
-    }
-    *g = (struct pyshm_gather){ring, side, k, opts->deadline_ns, 0, 0};
-}
-/* Before an attempt: 1 to skip it (still gathering: the caller reports empty or full). */
-static inline int pyshm_gather_skip(struct pyshm_gather *g)
-{
-    if (!g->until)
-        return 0;
-    if (!pyshm_ring_ready_at(g->ring, g->side, g->k) && pyshm_now_ns() < g->until)
-        return 1;
-    g->until = 0;
-    return 0;
-}
-/* After an attempt that found nothing: the first such starts gathering. */
-void pyshm_gather_missed(struct pyshm_gather *g);
 
 /* aio.c: what the asyncio methods need from C ------------------------------------------ */
 int pyshm_aio_module_init(PyObject *module);

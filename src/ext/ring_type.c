@@ -77,24 +77,18 @@ struct enqueue_attempt {
     uint64_t n;
     BlockObject **pinned; /* waiting: the views, each with one export of ours, else NULL */
     const char *what;
-    struct pyshm_gather gather; /* waiting.c: a waiting enqueue() gathers room */
 };
 
 static int64_t try_enqueue(void *ctx)
 {
     struct enqueue_attempt *a = ctx;
-    if (pyshm_gather_skip(&a->gather))
-        return -PYSHM_EFULL;
     /* While the call slept, a signal handler or another thread may have made a new view
      * of a block: the block must not leave with it. */
     if (a->pinned)
         for (uint64_t i = 0; i < a->n; i++)
             if (pyshm_block_check_alone(a->pinned[i], 1, a->what, a->n > 1 ? (Py_ssize_t)i : -1) < 0)
                 return PYSHM_RAISED;
-    int64_t rc = pyshm_block_ring_enqueue(a->ring, a->member, a->blocks, a->n);
-    if (rc == -PYSHM_EFULL)
-        pyshm_gather_missed(&a->gather);
-    return rc;
+    return pyshm_block_ring_enqueue(a->ring, a->member, a->blocks, a->n);
 }
 
 /* Hand blocks[0..n) to the ring, waiting for room as opts allow; release their views. */
@@ -110,7 +104,7 @@ static PyObject *enqueue_blocks(RingObject *self, BlockObject **blocks, const st
     PyObject *result = NULL;
     /* The first try needs no pins: until the call waits, nothing else runs in this
      * process (the views were checked when the call began). */
-    struct enqueue_attempt a = {&self->ring, m, core, (uint64_t)n, NULL, what, {0}};
+    struct enqueue_attempt a = {&self->ring, m, core, (uint64_t)n, NULL, what};
     int64_t rc = try_enqueue(&a);
     if (rc == -PYSHM_EFULL && opts->block) {
         /* While the call sleeps without the GIL, another thread could release a view or
@@ -123,12 +117,10 @@ static PyObject *enqueue_blocks(RingObject *self, BlockObject **blocks, const st
             if (PyObject_GetBuffer(blocks[pinned_count]->view, &pinned[pinned_count], PyBUF_SIMPLE) < 0)
                 goto done;
         a.pinned = blocks;
-        /* The first try found the ring full: gather from the next one on. */
-        struct pyshm_wait_options wait = *opts;
-        pyshm_gather_init(&a.gather, &self->ring.queue.ring, PYSHM_RING_ENQ, (uint64_t)n, &wait);
-        pyshm_gather_missed(&a.gather);
+        /* A waiting enqueue() gathers room (pyshm_ext.h). */
+        struct pyshm_gather gather = {&self->ring.queue.ring, PYSHM_RING_ENQ, (uint64_t)n};
         rc = pyshm_wait_more(base->shm, base, &self->ring.queue.shared->not_full, &self->enqueue_spin_ns,
-                             -PYSHM_EFULL, try_enqueue, &a, &wait);
+                             -PYSHM_EFULL, try_enqueue, &a, opts, &gather);
         for (; pinned_count > 0; pinned_count--)
             PyBuffer_Release(&pinned[pinned_count - 1]);
     }
@@ -216,7 +208,7 @@ static PyObject *dequeue_blocks(RingObject *self, uint64_t min_size, uint64_t ma
         return PyErr_NoMemory();
     struct dequeue_attempt a = {self, m, min_size, taken, max};
     int64_t got = pyshm_wait_until(base->shm, base, &self->ring.queue.shared->not_empty, &self->dequeue_spin_ns,
-                                   -PYSHM_EEMPTY, try_dequeue, &a, opts);
+                                   -PYSHM_EEMPTY, try_dequeue, &a, opts, NULL);
     PyObject *result = NULL;
     if (got == -PYSHM_ETOOBIG)
         PyErr_Format(PyExc_ValueError, "dequeue(size=%llu): the next block has fewer bytes",

@@ -41,14 +41,34 @@ void pyshm_waits_add(ShareMemObject *shm, CarvedObject *handle, int delta)
         handle->waits += delta;
 }
 
-void pyshm_gather_missed(struct pyshm_gather *g)
+/* Gathering (pyshm_ext.h): how many positions to wait for, and for how long. */
+#define GATHER_MAX 64u
+#define GATHER_NS UINT64_C(50000)
+
+/* When a waiter that just found nothing stops gathering: 0 when it does not gather at
+ * all (no queue given, one under 32, a call that needs k or more at once, or a deadline
+ * within 2 x GATHER_NS, so that a short timeout still gets the first one back). */
+static uint64_t gather_until(const struct pyshm_gather *g, uint64_t *k, uint64_t deadline_ns)
 {
-    if (!g->k || g->missed)
-        return;
-    g->missed = 1; /* once a call */
+    if (!g)
+        return 0;
+    *k = g->ring->capacity / 16 < GATHER_MAX ? g->ring->capacity / 16 : GATHER_MAX;
     uint64_t now = pyshm_now_ns();
-    if (g->deadline_ns > now && g->deadline_ns - now > 2 * PYSHM_GATHER_NS)
-        g->until = now + PYSHM_GATHER_NS;
+    if (*k <= g->need || deadline_ns <= now || deadline_ns - now <= 2 * GATHER_NS)
+        return 0;
+    return now + GATHER_NS;
+}
+
+/* One try, unless still gathering: then `again` without touching the queue's head. */
+static int64_t try_or_gather(const struct pyshm_gather *g, uint64_t k, uint64_t *until, int64_t again,
+                             pyshm_attempt_fn attempt, void *ctx)
+{
+    if (*until) {
+        if (!pyshm_ring_ready_at(g->ring, g->side, k) && pyshm_now_ns() < *until)
+            return again;
+        *until = 0;
+    }
+    return attempt(ctx);
 }
 
 static int64_t closed_meanwhile(CarvedObject *handle)
@@ -60,9 +80,11 @@ static int64_t closed_meanwhile(CarvedObject *handle)
 
 int64_t pyshm_wait_more(ShareMemObject *shm, CarvedObject *handle, struct pyshm_waitpoint *point,
                         uint32_t *spin_budget, int64_t again, pyshm_attempt_fn attempt, void *ctx,
-                        const struct pyshm_wait_options *opts)
+                        const struct pyshm_wait_options *opts, const struct pyshm_gather *gather)
 {
     int64_t rc = again;
+    uint64_t k = 0;
+    uint64_t until = gather_until(gather, &k, opts->deadline_ns);
     uint32_t budget = *spin_budget ? *spin_budget : SPIN_MAX_NS; /* 0: never waited yet */
     uint64_t spin_until = pyshm_now_ns() + budget;
     if (spin_until > opts->deadline_ns)
@@ -70,7 +92,7 @@ int64_t pyshm_wait_more(ShareMemObject *shm, CarvedObject *handle, struct pyshm_
     do {
         for (int i = 0; i < 16; i++) {
             pyshm_cpu_relax();
-            rc = attempt(ctx);
+            rc = try_or_gather(gather, k, &until, again, attempt, ctx);
             if (rc != again) {
                 *spin_budget = SPIN_MAX_NS;
                 return rc;
@@ -86,7 +108,7 @@ int64_t pyshm_wait_more(ShareMemObject *shm, CarvedObject *handle, struct pyshm_
     pyshm_waits_add(shm, handle, 1);
     for (;;) {
         uint32_t epoch = pyshm_wait_prepare(point);
-        rc = attempt(ctx);
+        rc = try_or_gather(gather, k, &until, again, attempt, ctx);
         uint64_t now = pyshm_now_ns();
         if (rc != again || now >= opts->deadline_ns)
             break;
@@ -95,10 +117,9 @@ int64_t pyshm_wait_more(ShareMemObject *shm, CarvedObject *handle, struct pyshm_
          * queue stuck (repair.h): then waiting would be in vain until someone repairs. */
         if (left > REPAIR_PERIOD_NS)
             left = REPAIR_PERIOD_NS;
-        /* An attempt that declined for now (gathering) tries for real from retry_by on,
-         * and nobody may notify us then. */
-        if (opts->retry_by && *opts->retry_by > now && *opts->retry_by - now < left)
-            left = *opts->retry_by - now;
+        /* Gathering ends then, and nobody may notify us at that moment. */
+        if (until > now && until - now < left)
+            left = until - now;
         Py_BEGIN_ALLOW_THREADS
         pyshm_wait_sleep(point, epoch, left);
         Py_END_ALLOW_THREADS
