@@ -5,6 +5,7 @@ import gc
 import os
 import re
 import signal
+import struct
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ import pytest
 import pyshm
 from pyshm import EmptyError, FullError, Mempool, RawBuffer, Ring, ShareMem, ShareMemError
 
-from conftest import child_status, fork_child, wait_child
+from conftest import child_status, fork_child, raw_region, wait_child
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
@@ -384,6 +385,43 @@ def test_deleted_view_goes_back_but_an_inherited_one_does_not():
         del kept
         gc.collect()
     assert pool.free_count == 2
+    shm.close()
+
+
+def test_dropped_views_while_the_free_queue_is_blocked():
+    """A free queue blocked by a get() that never finished (forged here: the slot of the
+    first position a put claims reads as still taken) refuses the blocks of dropped views:
+    they stay this process's, quietly. Only the first drop waits for room (the others try
+    once); once the queue flows again, dropped views give their blocks back as before."""
+    shm = ShareMem(1 << 16)
+    pool = Mempool(8, 64, shm=shm)
+    views = [pool.get() for _ in range(8)]
+    # struct pyshm_pool_shared: 128-byte object header, count, elt_size, stride, flags,
+    # then slots_offset. Slot 0's stored sequence word: 0 is "holds block 0" (never
+    # taken); a get() at position 0 that finished left 8 * count - 3 (ring.h).
+    with memoryview(shm) as whole:
+        slots = struct.unpack_from("=Q", whole, pool.offset + 128 + 4 * 8)[0]
+        released = struct.unpack_from("=Q", whole, slots)[0]
+    assert released == 8 * 8 - 3
+    with raw_region(shm) as raw:
+        struct.pack_into("=Q", raw, slots, 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a block that is not given back warns nothing
+            for _ in range(4):
+                views.pop()
+            gc.collect()
+        assert pool.free_count == 0
+        struct.pack_into("=Q", raw, slots, released)
+    with pytest.warns(ResourceWarning, match="dropped without put"):
+        for _ in range(4):
+            views.pop()
+        gc.collect()
+    assert pool.free_count == 4
+    got = [pool.get() for _ in range(4)]
+    with pytest.raises(EmptyError):
+        pool.get()
+    for v in got:
+        pool.put(v)
     shm.close()
 
 

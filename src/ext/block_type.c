@@ -23,7 +23,10 @@
  */
 #define HANDED_OUT_FLAG (1 << 30)
 
-/* How long a dropped view's block may wait for room in its free queue. */
+/* How long a dropped view's block may wait for room in its free queue. A queue that
+ * refused one after that wait is likely still blocked (a get() stopped midway, or
+ * garbage): the next drops into the same pool try without waiting until one gets in, so
+ * that releasing many views costs this wait once, not once a view. */
 #define GIVE_BACK_PATIENCE_NS UINT64_C(10000000)
 
 static int block_getbuffer(BlockObject *self, Py_buffer *view, int flags)
@@ -55,8 +58,16 @@ static void block_finalize(BlockObject *self)
     PYSHM_SAVE_EXCEPTION(exc);
     struct pyshm_member *m = &shm->space.self;
     struct pyshm_block b = {self->pool, self->index, self->gen};
-    if (pyshm_block_check_held(self->pool, self->index, self->gen, m->holder) == 0 &&
-        pyshm_pool_put(self->pool, m, &b, 1, GIVE_BACK_PATIENCE_NS) == 0) {
+    int rc = pyshm_block_check_held(self->pool, self->index, self->gen, m->holder);
+    if (rc == 0) {
+        int refused_before = shm->give_back_refused == self->pool->offset;
+        rc = pyshm_pool_put(self->pool, m, &b, 1, refused_before ? 0 : GIVE_BACK_PATIENCE_NS);
+        if (rc == -EAGAIN)
+            shm->give_back_refused = self->pool->offset;
+        else if (refused_before)
+            shm->give_back_refused = 0;
+    }
+    if (rc == 0) {
         self->given = 1;
         if (!self->quiet && PyErr_WarnFormat(PyExc_ResourceWarning, 1,
                              "a pyshm block view (%zd bytes, block %llu of the pool at offset %llu) was dropped "

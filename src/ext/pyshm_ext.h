@@ -63,6 +63,9 @@ typedef struct {
     PyObject *name;         /* str, or None for an unnamed region */
     PyObject *weakreflist;  /* the package maps each region to one object per process */
     uint64_t next_repair_ns; /* when a waiter next looks for dead processes (waiting.c) */
+    /* The pool (region offset) whose free queue last refused a dropped view's block after
+     * waiting for room; 0: none. Later drops into it try once, not wait (block_type.c). */
+    uint64_t give_back_refused;
 } ShareMemObject;
 
 struct pyshm_carved_kind;
