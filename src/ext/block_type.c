@@ -25,9 +25,11 @@
 
 /* How long a dropped view's block may wait for room in its free queue. A queue that
  * refused one after that wait is likely still blocked (a get() stopped midway, or
- * garbage): the next drops into the same pool try without waiting until one gets in, so
- * that releasing many views costs this wait once, not once a view. */
+ * garbage): the drops into the same pool within GIVE_BACK_HOPELESS_NS after that only try
+ * (until one gets in), so that releasing many views costs this wait once, not once a
+ * view. */
 #define GIVE_BACK_PATIENCE_NS UINT64_C(10000000)
+#define GIVE_BACK_HOPELESS_NS UINT64_C(1000000000)
 
 static int block_getbuffer(BlockObject *self, Py_buffer *view, int flags)
 {
@@ -60,12 +62,16 @@ static void block_finalize(BlockObject *self)
     struct pyshm_block b = {self->pool, self->index, self->gen};
     int rc = pyshm_block_check_held(self->pool, self->index, self->gen, m->holder);
     if (rc == 0) {
-        int refused_before = shm->give_back_refused == self->pool->offset;
-        rc = pyshm_pool_put(self->pool, m, &b, 1, refused_before ? 0 : GIVE_BACK_PATIENCE_NS);
-        if (rc == -EAGAIN)
-            shm->give_back_refused = self->pool->offset;
-        else if (refused_before)
+        uint64_t offset = self->pool->offset;
+        int hopeless = shm->give_back_refused == offset &&
+                       pyshm_now_ns() - shm->give_back_refused_ns < GIVE_BACK_HOPELESS_NS;
+        rc = pyshm_pool_put(self->pool, m, &b, 1, hopeless ? 0 : GIVE_BACK_PATIENCE_NS);
+        if (rc == -EAGAIN && !hopeless) {
+            shm->give_back_refused = offset;
+            shm->give_back_refused_ns = pyshm_now_ns();
+        } else if (rc == 0 && shm->give_back_refused == offset) {
             shm->give_back_refused = 0;
+        }
     }
     if (rc == 0) {
         self->given = 1;

@@ -64,8 +64,10 @@ typedef struct {
     PyObject *weakreflist;  /* the package maps each region to one object per process */
     uint64_t next_repair_ns; /* when a waiter next looks for dead processes (waiting.c) */
     /* The pool (region offset) whose free queue last refused a dropped view's block after
-     * waiting for room; 0: none. Later drops into it try once, not wait (block_type.c). */
+     * waiting for room, and when; 0: none. Drops into it soon after try, not wait
+     * (block_type.c). */
     uint64_t give_back_refused;
+    uint64_t give_back_refused_ns;
 } ShareMemObject;
 
 struct pyshm_carved_kind;

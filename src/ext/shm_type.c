@@ -20,6 +20,8 @@ static ShareMemObject *shm_alloc(pyshm_state *st, PyObject *name)
     self->name = Py_NewRef(name ? name : Py_None);
     self->weakreflist = NULL;
     self->next_repair_ns = 0;
+    self->give_back_refused = 0;
+    self->give_back_refused_ns = 0;
     memset(&self->space, 0, sizeof(self->space));
     return self;
 }

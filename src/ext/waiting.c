@@ -112,6 +112,8 @@ int64_t pyshm_wait_more(ShareMemObject *shm, CarvedObject *handle, struct pyshm_
         uint64_t now = pyshm_now_ns();
         if (rc != again || now >= opts->deadline_ns)
             break;
+        if (until && now >= until)
+            continue; /* the gathering ended since that look: a real try now, not a sleep */
         uint64_t left = opts->deadline_ns - now;
         /* Wake now and then to look for a process that died mid-operation and left the
          * queue stuck (repair.h): then waiting would be in vain until someone repairs. */
