@@ -827,3 +827,61 @@ def test_copy_outliving_the_original_view_is_still_refused(shm):
     )
     assert counts(pool) == (1, 1)
     del copy2
+
+
+# --- pacing: a get() that leaves the pool nearly empty ---------------------------------------
+
+
+def test_gets_down_to_empty_hand_out_every_block_in_order(shm):
+    """The last gets of a pool of 64 leave fewer free blocks than 64 / 16, so they are
+    paced (they idle a moment before returning: docs/design.md, section 3). Each still
+    returns its block: every block comes out once, in the order the puts queued them, and
+    the get after the last raises EmptyError, lap after lap."""
+    pool = Mempool(64, 64, shm=shm)
+    order = list(range(64))
+    views = []
+    for lap in range(4):
+        views = [pool.get() for _ in range(64)]
+        if lap == 0:
+            for i, v in enumerate(views):
+                struct.pack_into("=Q", v, 0, i)
+        assert [struct.unpack_from("=Q", v)[0] for v in views] == order
+        with pytest.raises(EmptyError):
+            pool.get()
+        order = order[lap % 2 :: 2] + order[1 - lap % 2 :: 2]  # a new order each lap
+        by_value = {struct.unpack_from("=Q", v)[0]: v for v in views}
+        views = []
+        for value in order:
+            pool.put(by_value.pop(value))
+    assert counts(pool) == (0, 64)
+
+
+def test_paced_producer_across_processes(shm):
+    """W1's spinning loop in miniature: a child gets blocks without waiting (retrying on
+    EmptyError: the pool runs empty, so its gets are paced), numbers them and enqueues
+    them; the parent dequeues, checks the numbers and puts each back. Nothing is lost,
+    duplicated or reordered."""
+    pool = Mempool(64, 64, shm=shm)
+    ring = Ring(128, shm=shm)
+    total = 20_000
+
+    def producer():
+        for seq in range(total):
+            while True:
+                try:
+                    v = pool.get()
+                    break
+                except EmptyError:
+                    pass
+            struct.pack_into("=Q", v, 0, seq)
+            ring.enqueue(v, block=True, timeout=10)
+        return 0
+
+    pid = fork_child(producer)
+    for expected in range(total):
+        v = ring.dequeue(block=True, timeout=10)
+        assert struct.unpack_from("=Q", v)[0] == expected
+        pool.put(v)
+    wait_child(pid)
+    assert counts(pool) == (0, 64)
+    ring.close()

@@ -102,6 +102,7 @@ typedef struct {
     CarvedObject base;
     const struct pyshm_pool *pool; /* the pool table's copy (pool_table.h) */
     uint32_t get_spin_ns;          /* adaptive spin before a get() sleeps */
+    uint32_t get_pace_skip;        /* gets that need not look before pacing (pyshm_pace) */
 } MempoolObject;
 
 typedef struct {
@@ -228,6 +229,12 @@ struct pyshm_gather {
     enum pyshm_ring_side side;
     uint64_t need; /* positions the call needs at once */
 };
+/* The position a gatherer waits for (and a paced call looks at, below). */
+#define PYSHM_GATHER_MAX 64u
+static inline uint64_t pyshm_gather_k(const struct pyshm_gather *g)
+{
+    return g->ring->capacity / 16 < PYSHM_GATHER_MAX ? g->ring->capacity / 16 : PYSHM_GATHER_MAX;
+}
 /* Try until attempt() returns something other than `again`, spinning for up to
  * *spin_budget ns (adapted here) then sleeping on `point`, as opts allow, gathering first
  * if `gather` is not NULL. Returns the last code, `again` after the deadline, or
@@ -247,6 +254,34 @@ static inline int64_t pyshm_wait_until(ShareMemObject *shm, CarvedObject *handle
     if (rc != again || !opts->block)
         return rc;
     return pyshm_wait_more(shm, handle, point, spin_budget, again, attempt, ctx, opts, gather);
+}
+/*
+ * Pacing, for a producer that outruns its consumers without waiting for them (a loop of
+ * get() calls that do not wait): a get() of one block that leaves the pool with fewer
+ * free blocks than a gatherer waits for (the free queue's k-th position not ready)
+ * idles for about 40 ns before it returns. Such a producer would only have found the
+ * pool empty again sooner; paced, it stays some k blocks behind its consumers' put()
+ * instead of taking each block the moment it comes back (docs/design.md, section 3).
+ * The look writes nothing; pools under 32 blocks are not paced. A get() that waits
+ * gathers instead, and enqueue() is not paced: measured, that only slowed W1 down.
+ */
+void pyshm_pace_idle(void);
+/* After a get() of one block from g's queue. *skip, the handle's: gets left before the
+ * next look (a look that finds the k-th block free means at least k / 2 free for the
+ * next k / 2 gets of this handle, unless other processes take some). */
+static inline void pyshm_pace(const struct pyshm_gather *g, uint32_t *skip)
+{
+    if (*skip) {
+        --*skip;
+        return;
+    }
+    uint64_t k = pyshm_gather_k(g);
+    if (k <= g->need)
+        return;
+    if (pyshm_ring_ready_at(g->ring, g->side, k))
+        *skip = (uint32_t)(k / 2);
+    else
+        pyshm_pace_idle();
 }
 /* Count (delta 1) or uncount (-1) a call that runs without the GIL on `shm` (and on
  * `handle`, if not NULL): cleanup() of the region refuses while one is counted. */

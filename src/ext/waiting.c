@@ -41,8 +41,7 @@ void pyshm_waits_add(ShareMemObject *shm, CarvedObject *handle, int delta)
         handle->waits += delta;
 }
 
-/* Gathering (pyshm_ext.h): how many positions to wait for, and for how long. */
-#define GATHER_MAX 64u
+/* Gathering (pyshm_ext.h): for how long at most. */
 #define GATHER_NS UINT64_C(50000)
 
 /* When a waiter that just found nothing stops gathering: 0 when it does not gather at
@@ -52,11 +51,38 @@ static uint64_t gather_until(const struct pyshm_gather *g, uint64_t *k, uint64_t
 {
     if (!g)
         return 0;
-    *k = g->ring->capacity / 16 < GATHER_MAX ? g->ring->capacity / 16 : GATHER_MAX;
+    *k = pyshm_gather_k(g);
     uint64_t now = pyshm_now_ns();
     if (*k <= g->need || deadline_ns <= now || deadline_ns - now <= 2 * GATHER_NS)
         return 0;
     return now + GATHER_NS;
+}
+
+/* Pacing (pyshm_ext.h): about this long, in pause instructions, whose length varies
+ * tenfold between processors (measured once); a clock read costs as much as the pace. */
+#define PACE_NS 40u
+static unsigned pace_pauses; /* 0: not measured yet */
+
+static unsigned measure_pace(void)
+{
+    uint64_t best = UINT64_MAX;
+    for (int round = 0; round < 3; round++) {
+        uint64_t start = pyshm_now_ns();
+        for (int i = 0; i < 64; i++)
+            pyshm_cpu_relax();
+        uint64_t took = pyshm_now_ns() - start;
+        best = took < best ? took : best;
+    }
+    uint64_t n = best ? (PACE_NS * 64 + best / 2) / best : 64; /* PACE_NS / (best / 64) */
+    return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+}
+
+void pyshm_pace_idle(void)
+{
+    if (!pace_pauses)
+        pace_pauses = measure_pace(); /* with the GIL held: one writer */
+    for (unsigned i = 0; i < pace_pauses; i++)
+        pyshm_cpu_relax();
 }
 
 /* One try, unless still gathering: then `again` without touching the queue's head. */
