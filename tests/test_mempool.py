@@ -1,8 +1,11 @@
 """Mempool: construction, get/put, ownership checks, cleanup, numpy and fork interop."""
 import gc
+import os
 import queue
 import re
+import signal
 import struct
+import time
 
 import pytest
 
@@ -866,22 +869,29 @@ def test_paced_producer_across_processes(shm):
     total = 20_000
 
     def producer():
+        give_up = time.monotonic() + 60  # a parent that stopped taking: end, do not spin on
         for seq in range(total):
             while True:
                 try:
                     v = pool.get()
                     break
                 except EmptyError:
-                    pass
+                    if time.monotonic() > give_up:
+                        return 2
             struct.pack_into("=Q", v, 0, seq)
             ring.enqueue(v, block=True, timeout=10)
         return 0
 
     pid = fork_child(producer)
-    for expected in range(total):
-        v = ring.dequeue(block=True, timeout=10)
-        assert struct.unpack_from("=Q", v)[0] == expected
-        pool.put(v)
+    try:
+        for expected in range(total):
+            v = ring.dequeue(block=True, timeout=10)
+            assert struct.unpack_from("=Q", v)[0] == expected
+            pool.put(v)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # not left spinning when this side failed
+        os.waitpid(pid, 0)
+        raise
     wait_child(pid)
     assert counts(pool) == (0, 64)
     ring.close()

@@ -105,12 +105,12 @@ static PyObject *get_blocks(MempoolObject *self, uint64_t max, const struct pysh
     if (!blocks)
         return PyErr_NoMemory();
     struct get_attempt a = {self->pool, m, blocks, max};
-    /* A waiting get() gathers blocks, a get() of one that does not wait is paced
-     * (pyshm_ext.h). */
+    /* A waiting get() gathers blocks; a get() (not get_many()) that does not wait is
+     * paced (pyshm_ext.h). */
     struct pyshm_gather gather = {&self->pool->free_queue.ring, PYSHM_RING_DEQ, 1};
     int64_t got = pyshm_wait_until(base->shm, base, &self->pool->free_queue.shared->not_empty, &self->get_spin_ns,
                                    -PYSHM_EEMPTY, try_get, &a, opts, &gather);
-    if (got == 1 && max == 1 && !opts->block)
+    if (got == 1 && single && !opts->block)
         pyshm_pace(&gather, &self->get_pace_skip);
     PyObject *result = NULL;
     if (got == -PYSHM_EEMPTY)

@@ -59,9 +59,12 @@ static uint64_t gather_until(const struct pyshm_gather *g, uint64_t *k, uint64_t
 }
 
 /* Pacing (pyshm_ext.h): about this long, in pause instructions, whose length varies
- * tenfold between processors (measured once); a clock read costs as much as the pace. */
+ * fourfold and more between processors (measured once); a clock read costs as much as
+ * the pace. */
 #define PACE_NS 40u
-static unsigned pace_pauses; /* 0: not measured yet */
+/* 0: not measured yet. Atomic: interpreters with their own GIL may measure at once
+ * (they would store the same kind of value). */
+static _Atomic unsigned pace_pauses;
 
 static unsigned measure_pace(void)
 {
@@ -73,15 +76,20 @@ static unsigned measure_pace(void)
         uint64_t took = pyshm_now_ns() - start;
         best = took < best ? took : best;
     }
-    uint64_t n = best ? (PACE_NS * 64 + best / 2) / best : 64; /* PACE_NS / (best / 64) */
+    if (best == 0)
+        return 4; /* a clock too coarse to tell: 4, about 40 ns of 10 ns pauses */
+    uint64_t n = (PACE_NS * 64 + best / 2) / best; /* PACE_NS / (best / 64), rounded */
     return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
 
 void pyshm_pace_idle(void)
 {
-    if (!pace_pauses)
-        pace_pauses = measure_pace(); /* with the GIL held: one writer */
-    for (unsigned i = 0; i < pace_pauses; i++)
+    unsigned pauses = atomic_load_explicit(&pace_pauses, memory_order_relaxed);
+    if (!pauses) {
+        pauses = measure_pace();
+        atomic_store_explicit(&pace_pauses, pauses, memory_order_relaxed);
+    }
+    for (unsigned i = 0; i < pauses; i++)
         pyshm_cpu_relax();
 }
 
