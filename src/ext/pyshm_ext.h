@@ -229,11 +229,13 @@ struct pyshm_gather {
     enum pyshm_ring_side side;
     uint64_t need; /* positions the call needs at once */
 };
-/* The position a gatherer waits for (and a paced call looks at, below). */
+/* The position a gatherer waits for (and a paced call looks at, below); 0 when the call
+ * neither gathers nor is paced: a queue under 32, or a call that needs k or more. */
 #define PYSHM_GATHER_MAX 64u
 static inline uint64_t pyshm_gather_k(const struct pyshm_gather *g)
 {
-    return g->ring->capacity / 16 < PYSHM_GATHER_MAX ? g->ring->capacity / 16 : PYSHM_GATHER_MAX;
+    uint64_t k = g->ring->capacity / 16 < PYSHM_GATHER_MAX ? g->ring->capacity / 16 : PYSHM_GATHER_MAX;
+    return k > g->need ? k : 0;
 }
 /* Try until attempt() returns something other than `again`, spinning for up to
  * *spin_budget ns (adapted here) then sleeping on `point`, as opts allow, gathering first
@@ -276,7 +278,7 @@ static inline void pyshm_pace(const struct pyshm_gather *g, uint32_t *skip)
         return;
     }
     uint64_t k = pyshm_gather_k(g);
-    if (k <= g->need)
+    if (!k)
         return;
     if (pyshm_ring_ready_at(g->ring, g->side, k))
         *skip = (uint32_t)(k / 2);

@@ -53,7 +53,7 @@ static uint64_t gather_until(const struct pyshm_gather *g, uint64_t *k, uint64_t
         return 0;
     *k = pyshm_gather_k(g);
     uint64_t now = pyshm_now_ns();
-    if (*k <= g->need || deadline_ns <= now || deadline_ns - now <= 2 * GATHER_NS)
+    if (!*k || deadline_ns <= now || deadline_ns - now <= 2 * GATHER_NS)
         return 0;
     return now + GATHER_NS;
 }
